@@ -1,0 +1,46 @@
+"""Lamina: a local-first LLM application stack."""
+
+from lamina.errors import (
+    AuthenticationError,
+    ConfigError,
+    ContextOverflowError,
+    InvalidRequestError,
+    LaminaError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    ProviderError,
+    RateLimitError,
+    TransientError,
+)
+from lamina.models import BaseChatModel, ChatModel, backends, get_model, register
+from lamina.settings import Settings, get_settings
+from lamina.types import ChatOptions, Completion, Delta, Message, TokenLogprob, Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "BaseChatModel",
+    "ChatModel",
+    "ChatOptions",
+    "Completion",
+    "ConfigError",
+    "ContextOverflowError",
+    "Delta",
+    "InvalidRequestError",
+    "LaminaError",
+    "Message",
+    "MissingDependencyError",
+    "ModelNotFoundError",
+    "ProviderError",
+    "RateLimitError",
+    "Settings",
+    "TokenLogprob",
+    "TransientError",
+    "Usage",
+    "__version__",
+    "backends",
+    "get_model",
+    "get_settings",
+    "register",
+]

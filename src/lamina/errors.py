@@ -1,0 +1,99 @@
+"""Every error Lamina raises on purpose.
+
+Messages say what went wrong, with the offending value, and what to do next. The CLI and the
+server turn these into exit codes and HTTP statuses at the edge; nothing below them does.
+
+    LaminaError
+    ├── ConfigError              bad settings, unknown model spec, missing API key
+    ├── ModelNotFoundError       a model file or package is not installed
+    ├── MissingDependencyError   an optional extra is not installed
+    ├── ContextOverflowError     a prompt does not fit the model's context window
+    ├── InvalidRequestError      the request itself is wrong (bad options, bad schema)
+    └── ProviderError            a model backend failed
+        ├── TransientError       worth retrying: connect error, timeout, 429, 5xx
+        │   └── RateLimitError   429 / client-side limit; carries retry_after seconds
+        └── AuthenticationError  401/403: the key is wrong or missing
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigError",
+    "ContextOverflowError",
+    "InvalidRequestError",
+    "LaminaError",
+    "MissingDependencyError",
+    "ModelNotFoundError",
+    "ProviderError",
+    "RateLimitError",
+    "TransientError",
+]
+
+
+class LaminaError(Exception):
+    """Base class of every error Lamina raises on purpose."""
+
+
+class ConfigError(LaminaError):
+    """Settings are missing or wrong; the message names the setting to change."""
+
+
+class ModelNotFoundError(LaminaError):
+    """A model file or the package carrying it is not installed."""
+
+
+class MissingDependencyError(LaminaError):
+    """An optional dependency is missing; the message carries the install command."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"This feature needs the optional package {package!r}. "
+            f"Install it with: pip install 'lamina[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class InvalidRequestError(LaminaError):
+    """The request is malformed: bad options, an invalid JSON schema, an empty prompt."""
+
+
+class ContextOverflowError(LaminaError):
+    """The prompt does not fit the context window. Never truncated unless asked for."""
+
+    def __init__(self, prompt_tokens: int, context_window: int, model: str) -> None:
+        super().__init__(
+            f"The prompt is {prompt_tokens} tokens but {model!r} has a {context_window}-token "
+            f"context window. Shorten the prompt, use a model with a larger window, or truncate "
+            f"explicitly with truncate='start' (drops the oldest turns first)."
+        )
+        self.prompt_tokens = prompt_tokens
+        self.context_window = context_window
+        self.model = model
+
+
+class ProviderError(LaminaError):
+    """A model backend failed. ``status`` is the HTTP status where there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TransientError(ProviderError):
+    """A failure worth retrying: connection error, timeout, 429 or a 5xx answer."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class RateLimitError(TransientError):
+    """Too many requests, from the server (429) or from the client-side limiter."""
+
+
+class AuthenticationError(ProviderError):
+    """The API key is missing, wrong or lacks permission."""

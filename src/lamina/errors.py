@@ -9,6 +9,7 @@ server turn these into exit codes and HTTP statuses at the edge; nothing below t
     ├── MissingDependencyError   an optional extra is not installed
     ├── ContextOverflowError     a prompt does not fit the model's context window
     ├── InvalidRequestError      the request itself is wrong (bad options, bad schema)
+    ├── IncompleteOutputError    structured output cut off by max_tokens before it closed
     └── ProviderError            a model backend failed
         ├── TransientError       worth retrying: connect error, timeout, 429, 5xx
         │   └── RateLimitError   429 / client-side limit; carries retry_after seconds
@@ -21,6 +22,7 @@ __all__ = [
     "AuthenticationError",
     "ConfigError",
     "ContextOverflowError",
+    "IncompleteOutputError",
     "InvalidRequestError",
     "LaminaError",
     "MissingDependencyError",
@@ -57,6 +59,19 @@ class MissingDependencyError(LaminaError):
 
 class InvalidRequestError(LaminaError):
     """The request is malformed: bad options, an invalid JSON schema, an empty prompt."""
+
+
+class IncompleteOutputError(LaminaError):
+    """JSON output reached max_tokens before it was complete, so it does not parse."""
+
+    def __init__(self, text: str, max_tokens: int) -> None:
+        super().__init__(
+            f"The JSON output reached max_tokens={max_tokens} before it was complete "
+            f"({len(text)} characters so far). Raise max_tokens, or bound the schema "
+            f"(maxLength on strings, maxItems on arrays) so the answer is finite."
+        )
+        self.text = text
+        self.max_tokens = max_tokens
 
 
 class ContextOverflowError(LaminaError):

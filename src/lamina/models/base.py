@@ -13,10 +13,10 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
-from lamina.errors import ContextOverflowError, InvalidRequestError
+from lamina.errors import ContextOverflowError, IncompleteOutputError, InvalidRequestError
 from lamina.models.cache import ResponseCache, cache_key
 from lamina.models.pricing import cost_usd
 from lamina.models.ratelimit import RateLimiter
@@ -24,7 +24,7 @@ from lamina.models.retry import RetryPolicy
 from lamina.settings import Settings, get_settings
 from lamina.types import ChatOptions, Completion, Delta, Message, Usage, as_messages
 
-__all__ = ["BaseChatModel", "ChatModel", "Prompt"]
+__all__ = ["BaseChatModel", "ChatModel", "Prompt", "drop_oldest_turns"]
 
 log = logging.getLogger(__name__)
 
@@ -152,17 +152,11 @@ class BaseChatModel(ABC):
         window = self.context_window
         n = self.count_tokens(messages)
         dropped = 0
-        if n >= window and options.truncate == "start":
-            messages = list(messages)
-            while n >= window:
-                oldest = next(
-                    (i for i, m in enumerate(messages[:-1]) if m.role != "system"), None
-                )
-                if oldest is None:
-                    break
-                del messages[oldest]
-                dropped += 1
-                n = self.count_tokens(messages)
+        if options.truncate == "start" and n + options.max_tokens > window:
+            messages, dropped = drop_oldest_turns(
+                messages, lambda kept: self.count_tokens(kept) + options.max_tokens <= window
+            )
+            n = self.count_tokens(messages)
             log.warning("truncate='start' dropped the %d oldest turn(s) to fit", dropped)
         if n >= window:
             raise ContextOverflowError(n, window, self.name)
@@ -208,6 +202,7 @@ class BaseChatModel(ABC):
             self.limiter.acquire(self._estimate_tokens(messages, opts))
         started = time.perf_counter()
         result = self._finish(self.retry.call(lambda: self._chat(messages, opts)), started, dropped)
+        _check_complete(result, opts)
         if key and self.cache:
             self.cache.put(key, result)
         return result
@@ -224,6 +219,7 @@ class BaseChatModel(ABC):
         started = time.perf_counter()
         result = await self.retry.acall(lambda: self._achat(messages, opts))
         result = self._finish(result, started, dropped)
+        _check_complete(result, opts)
         if key and self.cache:
             self.cache.put(key, result)
         return result
@@ -256,8 +252,10 @@ class BaseChatModel(ABC):
                 delta = delta.model_copy(update={"usage": self._priced(delta.usage)})
             collected.append(delta)
             yield delta
+        result = _assemble(collected, self.name, started)
+        _check_complete(result, opts)
         if key and self.cache:
-            self.cache.put(key, _assemble(collected, self.name, started))
+            self.cache.put(key, result)
 
     async def astream(
         self, prompt: Prompt, options: ChatOptions | None = None, **overrides: Any
@@ -285,8 +283,43 @@ class BaseChatModel(ABC):
             collected.append(delta)
             yield delta
             pending = await anext(rest, None)
+        result = _assemble(collected, self.name, started)
+        _check_complete(result, opts)
         if key and self.cache:
-            self.cache.put(key, _assemble(collected, self.name, started))
+            self.cache.put(key, result)
+
+
+def drop_oldest_turns(
+    messages: list[Message], fits: Callable[[list[Message]], bool]
+) -> tuple[list[Message], int]:
+    """Drop the oldest turns until ``fits(messages)``: (kept messages, how many dropped).
+
+    System messages and the newest turn are always kept; a user turn goes together with the
+    assistant reply after it, so roles keep alternating.
+
+    >>> turns = [Message.system("s"), Message.user("q1"), Message.assistant("a1"), Message.user("q2")]
+    >>> kept, dropped = drop_oldest_turns(turns, lambda m: len(m) <= 2)
+    >>> [m.content for m in kept], dropped
+    (['s', 'q2'], 2)
+    """
+    kept = list(messages)
+    dropped = 0
+    while not fits(kept):
+        oldest = next((i for i, m in enumerate(kept[:-1]) if m.role != "system"), None)
+        if oldest is None:
+            break
+        end = oldest + 1
+        if kept[oldest].role == "user" and end < len(kept) - 1 and kept[end].role == "assistant":
+            end += 1
+        del kept[oldest:end]
+        dropped += end - oldest
+    return kept, dropped
+
+
+def _check_complete(result: Completion, options: ChatOptions) -> None:
+    """Structured output cut off by max_tokens does not parse: say so instead of returning it."""
+    if options.json_schema is not None and result.finish_reason == "length":
+        raise IncompleteOutputError(result.text, options.max_tokens)
 
 
 def _chain(first: Delta, rest: Iterator[Delta]) -> Iterator[Delta]:

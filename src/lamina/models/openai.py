@@ -1,0 +1,155 @@
+"""Any OpenAI-compatible chat server: OpenAI, vLLM, Ollama, llama.cpp server, TGI, SGLang.
+
+Spec: ``openai:MODEL`` uses the ``openai.base_url`` setting; ``openai:MODEL@URL`` names the
+server inline, e.g. ``openai:qwen2.5-7b@http://gpu-box:8000/v1``. The key is read from the
+environment variable named by ``openai.api_key_env`` (``OPENAI_API_KEY``); it is required for
+api.openai.com and optional for self-hosted servers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Self
+from urllib.parse import urlparse
+
+from lamina.errors import ConfigError
+from lamina.models.http import HTTPChatModel, StreamState
+from lamina.models.pricing import PRICES
+from lamina.settings import Settings
+from lamina.types import ChatOptions, Completion, Delta, FinishReason, Message, TokenLogprob, Usage
+
+__all__ = ["OpenAIModel"]
+
+OPENAI_HOST = "api.openai.com"
+_WINDOWS = {"gpt-4o": 128_000, "gpt-4.1": 1_047_576, "o3": 200_000, "o4": 200_000}
+_FINISH: dict[str | None, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    None: "stop",
+}
+
+
+class OpenAIModel(HTTPChatModel):
+    backend = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        from lamina.settings import get_settings
+
+        settings = settings or get_settings()
+        base_url = base_url or settings.openai.base_url
+        api_key = api_key or os.environ.get(settings.openai.api_key_env)
+        self.official = urlparse(base_url).hostname == OPENAI_HOST
+        if not api_key and self.official:
+            raise ConfigError(
+                f"No API key for {base_url}. Set the {settings.openai.api_key_env} environment "
+                f"variable, or point openai.base_url (LAMINA_OPENAI__BASE_URL) at your own server."
+            )
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        super().__init__(model, base_url=base_url, headers=headers, settings=settings)
+
+    @classmethod
+    def from_spec(cls, name: str | None, settings: Settings) -> Self:
+        if not name:
+            raise ConfigError(
+                "The openai backend needs a model name: --model openai:MODEL "
+                "(or openai:MODEL@http://host:port/v1 for a self-hosted server)."
+            )
+        model, _, url = name.partition("@")
+        return cls(model, base_url=url or None, settings=settings)
+
+    @classmethod
+    def known_models(cls, settings: Settings) -> list[str]:
+        return [f"openai:{m}" for m in PRICES if not m.startswith("claude")] + [
+            "openai:MODEL@URL (any OpenAI-compatible server)"
+        ]
+
+    @property
+    def context_window(self) -> int:
+        if self.settings.openai.context_window:
+            return self.settings.openai.context_window
+        for prefix, window in _WINDOWS.items():
+            if self.model.startswith(prefix):
+                return window
+        return 8192
+
+    def _endpoint(self) -> str:
+        return "/chat/completions"
+
+    def _body(self, messages: list[Message], options: ChatOptions, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.model_dump() for m in messages],
+            "temperature": options.temperature,
+            "top_p": options.top_p,
+            "max_tokens": options.max_tokens,
+        }
+        if not self.official:
+            body["top_k"] = options.top_k  # vLLM, llama.cpp and Ollama accept it; OpenAI does not
+        if options.stop:
+            body["stop"] = options.stop
+        if options.seed is not None:
+            body["seed"] = options.seed
+        if options.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": options.json_schema, "strict": True},
+            }
+        if options.logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = options.logprobs
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _completion(self, body: dict[str, Any]) -> Completion:
+        choice = body["choices"][0]
+        usage = body.get("usage") or {}
+        return Completion(
+            text=choice["message"].get("content") or "",
+            finish_reason=_FINISH.get(choice.get("finish_reason"), "stop"),
+            usage=Usage(
+                prompt_tokens=usage.get("prompt_tokens", 0),
+                completion_tokens=usage.get("completion_tokens", 0),
+            ),
+            model=self.name,
+            logprobs=_logprobs(choice.get("logprobs")),
+        )
+
+    def _event(self, event: dict[str, Any], state: StreamState) -> Delta | None:
+        if usage := event.get("usage"):
+            state.prompt_tokens = usage.get("prompt_tokens", 0)
+            state.completion_tokens = usage.get("completion_tokens", 0)
+        choices = event.get("choices") or []
+        if not choices:
+            return None
+        choice = choices[0]
+        if reason := choice.get("finish_reason"):
+            state.finish_reason = _FINISH.get(reason, "stop")
+        text = (choice.get("delta") or {}).get("content")
+        if not text:
+            return None
+        logprobs = _logprobs(choice.get("logprobs"))
+        return Delta(text=text, logprob=logprobs[0] if logprobs else None)
+
+
+def _logprobs(block: dict[str, Any] | None) -> list[TokenLogprob] | None:
+    if not block or not block.get("content"):
+        return None
+    return [
+        TokenLogprob(
+            token=item["token"],
+            logprob=item["logprob"],
+            top={alt["token"]: alt["logprob"] for alt in item.get("top_logprobs") or []},
+        )
+        for item in block["content"]
+    ]

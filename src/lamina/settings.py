@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -60,6 +61,11 @@ class OpenAISettings(BaseModel):
     base_url: str = "https://api.openai.com/v1"
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable with the key.")
     context_window: int | None = Field(None, description="Override when the server's is known.")
+    json_mode: Literal["json_schema", "json_object"] = Field(
+        "json_schema",
+        description="How a JSON schema is sent: 'json_schema' (OpenAI, vLLM, Ollama) or "
+        "'json_object' with a 'schema' key (llama-cpp-python's server).",
+    )
 
 
 class AnthropicSettings(BaseModel):

@@ -99,10 +99,13 @@ class OpenAIModel(HTTPChatModel):
         if options.seed is not None:
             body["seed"] = options.seed
         if options.json_schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": options.json_schema, "strict": True},
-            }
+            if self.settings.openai.json_mode == "json_object":
+                body["response_format"] = {"type": "json_object", "schema": options.json_schema}
+            else:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "output", "schema": options.json_schema, "strict": True},
+                }
         if options.logprobs is not None:
             body["logprobs"] = True
             body["top_logprobs"] = options.logprobs

@@ -75,8 +75,21 @@ def llama_server(gguf_path: Path) -> Iterator[str]:
     """A real OpenAI-compatible peer: llama-cpp-python's server on the bundled GGUF."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--verbose", "False"],
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--verbose",
+            "False",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -42,9 +42,13 @@ class StubServer:
                 length = int(self.headers.get("content-length", 0))
                 raw = self.rfile.read(length)
                 stub.requests.append(
-                    Request(self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(raw))
+                    Request(
+                        self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(raw)
+                    )
                 )
-                reply = stub.replies.popleft() if stub.replies else Reply(500, {"error": "no reply"})
+                reply = (
+                    stub.replies.popleft() if stub.replies else Reply(500, {"error": "no reply"})
+                )
                 time.sleep(reply.delay)
                 self.send_response(reply.status)
                 for key, value in reply.headers.items():

@@ -25,7 +25,9 @@ def lamina(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[
 
 @pytest.mark.integration
 def test_generate_answers_paris() -> None:
-    run = lamina("generate", "What is the capital of France? Answer in one word.", "--temperature", "0")
+    run = lamina(
+        "generate", "What is the capital of France? Answer in one word.", "--temperature", "0"
+    )
     assert run.returncode == 0, run.stderr
     assert "Paris" in run.stdout
     assert run.stdout.strip() == run.stdout.strip().splitlines()[0]  # only the completion
@@ -44,7 +46,9 @@ def test_generate_with_json_schema_prints_valid_json(tmp_path: Path) -> None:
     path = tmp_path / "schema.json"
     path.write_text(json.dumps(schema))
     for stream in ("--stream", "--no-stream"):
-        run = lamina("generate", "Name a city.", "--json-schema", str(path), "--temperature", "0", stream)
+        run = lamina(
+            "generate", "Name a city.", "--json-schema", str(path), "--temperature", "0", stream
+        )
         assert run.returncode == 0, run.stderr
         jsonschema.validate(json.loads(run.stdout), schema)
 
@@ -76,7 +80,9 @@ def test_models_lists_every_backend() -> None:
 
 def test_chat_keeps_history_and_handles_commands() -> None:
     run = lamina(
-        "chat", "--model", "scripted",
+        "chat",
+        "--model",
+        "scripted",
         stdin="first line\n/system Be brief.\nsecond line\n/reset\nthird\n/exit\nnever\n",
     )
     assert run.returncode == 0, run.stderr

@@ -56,7 +56,7 @@ def test_third_party_backend_registers(settings: Settings) -> None:
         backend = "shouty"
 
         @classmethod
-        def from_spec(cls, name: str | None, settings: Settings) -> "Shouty":
+        def from_spec(cls, name: str | None, settings: Settings) -> Shouty:
             return cls([lambda messages: messages[-1].content.upper()] * 10, settings=settings)
 
     register("shouty", Shouty)

@@ -72,7 +72,9 @@ def _main(
 @app.command()
 @_edge
 def generate(
-    prompt: Annotated[str | None, typer.Argument(help="The prompt; read from stdin if absent.")] = None,
+    prompt: Annotated[
+        str | None, typer.Argument(help="The prompt; read from stdin if absent.")
+    ] = None,
     model: ModelOpt = None,
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
     temperature: Annotated[float, typer.Option(help="0 is greedy and cacheable.")] = 0.7,
@@ -122,7 +124,9 @@ def generate(
 
 
 def _money(cost: float | None) -> str:
-    """>>> _money(3e-07)
+    """Format a cost; prices per token are tiny, so eight decimals.
+
+    >>> _money(3e-07)
     '$0.00000030'
     """
     return "unknown (no price for this model)" if cost is None else f"${cost:.8f}"

@@ -65,7 +65,11 @@ def test_stream_events(settings: Settings) -> None:
         {"type": "content_block_start", "index": 0},
         {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Bon"}},
         {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "jour"}},
-        {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 2}},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "max_tokens"},
+            "usage": {"output_tokens": 2},
+        },
         {"type": "message_stop"},
     ]
     with StubServer() as stub:
@@ -74,7 +78,10 @@ def test_stream_events(settings: Settings) -> None:
     assert "".join(d.text for d in deltas) == "Bonjour"
     final = deltas[-1]
     assert final.finish_reason == "length"
-    assert final.usage is not None and (final.usage.prompt_tokens, final.usage.completion_tokens) == (9, 2)
+    assert final.usage is not None and (
+        final.usage.prompt_tokens,
+        final.usage.completion_tokens,
+    ) == (9, 2)
 
 
 def test_overloaded_is_retried_and_429_carries_retry_after(settings: Settings) -> None:

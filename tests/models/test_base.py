@@ -12,8 +12,6 @@ from lamina.models.scripted import ScriptedModel
 from lamina.settings import Settings
 
 
-
-
 def test_chat_returns_text_finish_reason_usage_and_zero_cost(settings: Settings) -> None:
     model = ScriptedModel(["Paris is the capital."], settings=settings)
     result = model.chat([Message.system("Be brief."), Message.user("Capital of France?")])

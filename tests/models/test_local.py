@@ -69,7 +69,10 @@ def test_seed_makes_sampling_reproducible(model: LocalModel) -> None:
 def test_json_schema_output_always_validates(model: LocalModel) -> None:
     for temperature in (0.0, 1.0):
         result = model.chat(
-            "Describe a programmer.", temperature=temperature, seed=3, json_schema=PERSON,
+            "Describe a programmer.",
+            temperature=temperature,
+            seed=3,
+            json_schema=PERSON,
             max_tokens=120,
         )
         jsonschema.validate(json.loads(result.text), PERSON)
@@ -128,7 +131,9 @@ def test_tokenize_shows_ids_and_pieces(model: LocalModel) -> None:
 
 def test_async_stream(model: LocalModel) -> None:
     async def collect() -> str:
-        return "".join([d.text async for d in model.astream("Say hi.", temperature=0, max_tokens=8)])
+        return "".join(
+            [d.text async for d in model.astream("Say hi.", temperature=0, max_tokens=8)]
+        )
 
     assert asyncio.run(collect()) == model.chat("Say hi.", temperature=0, max_tokens=8).text
 

@@ -58,7 +58,10 @@ class TestAgainstLlamaCppServer:
     def test_structured_output(self, llama_server: str, settings: Settings) -> None:
         schema = {
             "type": "object",
-            "properties": {"city": {"type": "string", "maxLength": 30}, "year": {"type": "integer"}},
+            "properties": {
+                "city": {"type": "string", "maxLength": 30},
+                "year": {"type": "integer"},
+            },
             "required": ["city", "year"],
         }
         # llama-cpp-python's server takes the schema inside a json_object response_format.
@@ -82,7 +85,10 @@ class TestAgainstLlamaCppServer:
 def test_429_with_retry_after_then_200(settings: Settings) -> None:
     with StubServer() as stub:
         stub.replies.extend(
-            [Reply(429, {"error": {"message": "slow down"}}, {"Retry-After": "1"}), Reply(200, CHAT_OK)]
+            [
+                Reply(429, {"error": {"message": "slow down"}}, {"Retry-After": "1"}),
+                Reply(200, CHAT_OK),
+            ]
         )
         model = OpenAIModel("m", base_url=stub.url, settings=fast_retries(settings))
         started = time.monotonic()
@@ -93,7 +99,9 @@ def test_429_with_retry_after_then_200(settings: Settings) -> None:
 
 def test_5xx_is_retried_and_4xx_is_not(settings: Settings) -> None:
     with StubServer() as stub:
-        stub.replies.extend([Reply(503, {"error": "busy"}), Reply(500, "oops"), Reply(200, CHAT_OK)])
+        stub.replies.extend(
+            [Reply(503, {"error": "busy"}), Reply(500, "oops"), Reply(200, CHAT_OK)]
+        )
         model = OpenAIModel("m", base_url=stub.url, settings=fast_retries(settings))
         assert model.chat("ping").text == "pong"
         stub.replies.append(Reply(400, {"error": {"message": "bad field"}}))
@@ -105,9 +113,7 @@ def test_5xx_is_retried_and_4xx_is_not(settings: Settings) -> None:
 def test_timeout_is_transient_and_retried(settings: Settings) -> None:
     with StubServer() as stub:
         stub.replies.extend([Reply(200, CHAT_OK, delay=1.0), Reply(200, CHAT_OK)])
-        model = OpenAIModel(
-            "m", base_url=stub.url, settings=fast_retries(settings, timeout_s=0.3)
-        )
+        model = OpenAIModel("m", base_url=stub.url, settings=fast_retries(settings, timeout_s=0.3))
         assert model.chat("ping").text == "pong"
         assert len(stub.requests) == 2
         stub.replies.extend([Reply(200, CHAT_OK, delay=1.0)] * 4)
@@ -119,7 +125,7 @@ def test_unreachable_server_names_the_url(settings: Settings) -> None:
     model = OpenAIModel(
         "m", base_url="http://127.0.0.1:9/v1", settings=fast_retries(settings, max_retries=0)
     )
-    with pytest.raises(TransientError, match="127.0.0.1:9"):
+    with pytest.raises(TransientError, match=r"127\.0\.0\.1:9"):
         model.chat("ping")
 
 
@@ -141,7 +147,9 @@ def test_request_shape_and_cost(settings: Settings, monkeypatch: pytest.MonkeyPa
         model = OpenAIModel(
             "gpt-4o-mini", base_url=stub.url, settings=settings.model_copy(update={"cache": False})
         )
-        result = model.chat("ping", temperature=0, seed=4, stop=["\n"], json_schema={"type": "object"})
+        result = model.chat(
+            "ping", temperature=0, seed=4, stop=["\n"], json_schema={"type": "object"}
+        )
         body = stub.requests[0].body
         assert stub.requests[0].path == "/chat/completions"
         assert body["seed"] == 4 and body["stop"] == ["\n"] and body["temperature"] == 0

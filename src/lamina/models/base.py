@@ -43,8 +43,9 @@ class ChatModel(Protocol):
 
     def count_tokens(self, prompt: Prompt) -> int: ...
 
-    def chat(self, prompt: Prompt, options: ChatOptions | None = None, **overrides: Any) -> Completion:
-        ...
+    def chat(
+        self, prompt: Prompt, options: ChatOptions | None = None, **overrides: Any
+    ) -> Completion: ...
 
     def stream(
         self, prompt: Prompt, options: ChatOptions | None = None, **overrides: Any
@@ -111,9 +112,7 @@ class BaseChatModel(ABC):
     async def _achat(self, messages: list[Message], options: ChatOptions) -> Completion:
         return await asyncio.to_thread(self._chat, messages, options)
 
-    async def _astream(
-        self, messages: list[Message], options: ChatOptions
-    ) -> AsyncIterator[Delta]:
+    async def _astream(self, messages: list[Message], options: ChatOptions) -> AsyncIterator[Delta]:
         async for delta in _stream_in_thread(self._stream, messages, options):
             yield delta
 
@@ -192,7 +191,9 @@ class BaseChatModel(ABC):
             }
         )
 
-    def chat(self, prompt: Prompt, options: ChatOptions | None = None, **overrides: Any) -> Completion:
+    def chat(
+        self, prompt: Prompt, options: ChatOptions | None = None, **overrides: Any
+    ) -> Completion:
         """Messages in, one completion out. Deterministic calls are served from the cache."""
         messages, opts, dropped = self.prepare(prompt, options, **overrides)
         key = self._key(messages, opts)
@@ -297,7 +298,8 @@ def drop_oldest_turns(
     System messages and the newest turn are always kept; a user turn goes together with the
     assistant reply after it, so roles keep alternating.
 
-    >>> turns = [Message.system("s"), Message.user("q1"), Message.assistant("a1"), Message.user("q2")]
+    >>> turns = [Message.system("s"), Message.user("q1"), Message.assistant("a1")]
+    >>> turns.append(Message.user("q2"))
     >>> kept, dropped = drop_oldest_turns(turns, lambda m: len(m) <= 2)
     >>> [m.content for m in kept], dropped
     (['s', 'q2'], 2)

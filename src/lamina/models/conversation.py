@@ -25,7 +25,12 @@ __all__ = ["Conversation"]
 
 class Conversation:
     def __init__(
-        self, model: ChatModel, *, system: str | None = None, reply_tokens: int = 512, **options: Any
+        self,
+        model: ChatModel,
+        *,
+        system: str | None = None,
+        reply_tokens: int = 512,
+        **options: Any,
     ) -> None:
         self.model = model
         self.system = system
@@ -73,7 +78,9 @@ class Conversation:
         self.turns.append(Message.user(text))
         self._fit()
         try:
-            completion = self.model.chat(self.messages, max_tokens=self.reply_tokens, **self.options)
+            completion = self.model.chat(
+                self.messages, max_tokens=self.reply_tokens, **self.options
+            )
         except BaseException:
             self.turns.pop()
             raise

@@ -10,7 +10,7 @@ import json
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -65,8 +65,9 @@ class HTTPChatModel(BaseChatModel):
     def _endpoint(self) -> str: ...
 
     @abstractmethod
-    def _body(self, messages: list[Message], options: ChatOptions, stream: bool) -> dict[str, Any]:
-        ...
+    def _body(
+        self, messages: list[Message], options: ChatOptions, stream: bool
+    ) -> dict[str, Any]: ...
 
     @abstractmethod
     def _completion(self, body: dict[str, Any]) -> Completion: ...
@@ -91,7 +92,9 @@ class HTTPChatModel(BaseChatModel):
     @property
     def aclient(self) -> httpx.AsyncClient:
         if self._aclient is None:
-            self._aclient = httpx.AsyncClient(headers=self._headers, timeout=self.settings.timeout_s)
+            self._aclient = httpx.AsyncClient(
+                headers=self._headers, timeout=self.settings.timeout_s
+            )
         return self._aclient
 
     @property
@@ -123,9 +126,7 @@ class HTTPChatModel(BaseChatModel):
                     yield delta
         yield self._final(state)
 
-    async def _astream(
-        self, messages: list[Message], options: ChatOptions
-    ) -> AsyncIterator[Delta]:
+    async def _astream(self, messages: list[Message], options: ChatOptions) -> AsyncIterator[Delta]:
         state = StreamState()
         body = self._body(messages, options, True)
         with self._errors():
@@ -193,7 +194,9 @@ class _HTTPErrors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> Literal[False]:
         if isinstance(exc, httpx.TimeoutException):
             raise TransientError(f"Timed out talking to {self.url}: {exc!r}") from exc
         if isinstance(exc, httpx.TransportError):

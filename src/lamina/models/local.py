@@ -184,7 +184,7 @@ class LocalModel(BaseChatModel):
     def _grammar(self, schema: dict[str, Any] | None) -> Any:
         if schema is None:
             return None
-        from llama_cpp import LlamaGrammar, llama_grammar
+        from llama_cpp import llama_grammar
 
         try:
             gbnf = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
@@ -196,7 +196,7 @@ class LocalModel(BaseChatModel):
         # llama-cpp-python's converter lets raw control characters (a newline) into strings,
         # which JSON forbids; llama.cpp's own converter excludes them. Do the same.
         gbnf = gbnf.replace(_LOOSE_CHAR, _JSON_CHAR)
-        return LlamaGrammar.from_string(gbnf, verbose=False)
+        return llama_grammar.LlamaGrammar.from_string(gbnf, verbose=False)
 
     def _logprob(self, token: int, top: int) -> TokenLogprob:
         import llama_cpp
@@ -221,7 +221,9 @@ class LocalModel(BaseChatModel):
             llama = self.llama
             tokens = self.prompt_tokens(messages)
             grammar = self._grammar(options.json_schema)
-            llama.set_seed(options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
+            llama.set_seed(
+                options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
+            )
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             stops = [s for s in options.stop if s]
             text, emitted, generated = "", 0, 0

@@ -104,7 +104,11 @@ class OpenAIModel(HTTPChatModel):
             else:
                 body["response_format"] = {
                     "type": "json_schema",
-                    "json_schema": {"name": "output", "schema": options.json_schema, "strict": True},
+                    "json_schema": {
+                        "name": "output",
+                        "schema": options.json_schema,
+                        "strict": True,
+                    },
                 }
         if options.logprobs is not None:
             body["logprobs"] = True

@@ -20,7 +20,15 @@ from typing import Self
 
 from lamina.models.base import BaseChatModel, Prompt
 from lamina.settings import Settings
-from lamina.types import ChatOptions, Completion, Delta, Message, Usage, as_messages
+from lamina.types import (
+    ChatOptions,
+    Completion,
+    Delta,
+    FinishReason,
+    Message,
+    Usage,
+    as_messages,
+)
 
 __all__ = ["ScriptedModel"]
 
@@ -80,7 +88,7 @@ class ScriptedModel(BaseChatModel):
             raise reply
         return reply(messages) if callable(reply) else reply
 
-    def _finish_text(self, text: str, options: ChatOptions) -> tuple[str, str]:
+    def _finish_text(self, text: str, options: ChatOptions) -> tuple[str, FinishReason]:
         for stop in options.stop:
             if stop in text:
                 return text[: text.index(stop)], "stop"
@@ -91,8 +99,10 @@ class ScriptedModel(BaseChatModel):
 
     def _chat(self, messages: list[Message], options: ChatOptions) -> Completion:
         text, finish = self._finish_text(self._reply(messages, options), options)
-        usage = Usage(prompt_tokens=self.count_tokens(messages), completion_tokens=len(text.split()))
-        return Completion(text=text, finish_reason=finish, usage=usage, model=self.name)  # type: ignore[arg-type]
+        usage = Usage(
+            prompt_tokens=self.count_tokens(messages), completion_tokens=len(text.split())
+        )
+        return Completion(text=text, finish_reason=finish, usage=usage, model=self.name)
 
     def _stream(self, messages: list[Message], options: ChatOptions) -> Iterator[Delta]:
         completion = self._chat(messages, options)

@@ -165,8 +165,8 @@ class LocalModel(BaseChatModel):
     def tokenize(self, text: str) -> list[tuple[int, str]]:
         """Token ids and their text pieces, for inspection.
 
-        >>> [piece for _, piece in LocalModel().tokenize("Hello world")]  # doctest: +SKIP
-        ['Hello', ' world']
+        >>> LocalModel().tokenize("Hello world")
+        [(19556, 'Hello'), (905, ' world')]
         """
         ids = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
         return [(i, self._piece(i).decode("utf-8", errors="replace")) for i in ids]

@@ -11,10 +11,10 @@ import json
 import os
 from typing import Any, Self
 
-from lamina.errors import ConfigError
+from lamina.errors import ConfigError, ProviderError
 from lamina.models.http import HTTPChatModel, StreamState
 from lamina.models.pricing import PRICES
-from lamina.settings import Settings
+from lamina.settings import Settings, get_settings
 from lamina.types import ChatOptions, Completion, Delta, FinishReason, Message, Usage
 
 __all__ = ["AnthropicModel"]
@@ -40,8 +40,6 @@ class AnthropicModel(HTTPChatModel):
         base_url: str | None = None,
         settings: Settings | None = None,
     ) -> None:
-        from lamina.settings import get_settings
-
         settings = settings or get_settings()
         api_key = api_key or os.environ.get(settings.anthropic.api_key_env)
         if not api_key:
@@ -136,7 +134,5 @@ class AnthropicModel(HTTPChatModel):
             if text:
                 return Delta(text=text)
         elif kind == "error":
-            from lamina.errors import ProviderError
-
             raise ProviderError(f"{self.name} stream error: {event.get('error')}")
         return None

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 from lamina.errors import ConfigError
 from lamina.models.http import HTTPChatModel, StreamState
 from lamina.models.pricing import PRICES
-from lamina.settings import Settings
+from lamina.settings import Settings, get_settings
 from lamina.types import ChatOptions, Completion, Delta, FinishReason, Message, TokenLogprob, Usage
 
 __all__ = ["OpenAIModel"]
@@ -42,8 +42,6 @@ class OpenAIModel(HTTPChatModel):
         api_key: str | None = None,
         settings: Settings | None = None,
     ) -> None:
-        from lamina.settings import get_settings
-
         settings = settings or get_settings()
         base_url = base_url or settings.openai.base_url
         api_key = api_key or os.environ.get(settings.openai.api_key_env)

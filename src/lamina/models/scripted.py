@@ -3,7 +3,7 @@
 >>> model = ScriptedModel(["Paris."])
 >>> model.chat("Capital of France?", temperature=0).text
 'Paris.'
->>> model.chat("Again?").text        # the script is used up: echo the last user turn
+>>> model.chat("Again?").text        # the script is used up: the default, else an echo
 'Again?'
 >>> [m.content for m in model.history[0]]
 ['Capital of France?']
@@ -46,9 +46,11 @@ class ScriptedModel(BaseChatModel):
         context_window: int = 4096,
         settings: Settings | None = None,
         model: str = "echo",
+        default: str | None = None,
     ) -> None:
         super().__init__(model, settings=settings)
         self.replies: deque[Reply] = deque(replies)
+        self.default = default
         self.history: list[list[Message]] = []
         self.options: list[ChatOptions] = []
         self._window = context_window
@@ -57,7 +59,7 @@ class ScriptedModel(BaseChatModel):
     def from_spec(cls, name: str | None, settings: Settings) -> Self:
         """``scripted`` echoes; ``scripted:TEXT`` always answers TEXT."""
         if name:
-            return cls(settings=settings, model="fixed", replies=[lambda _messages: name] * 10**6)
+            return cls(settings=settings, model="fixed", default=name)
         return cls(settings=settings)
 
     @classmethod
@@ -81,6 +83,8 @@ class ScriptedModel(BaseChatModel):
         self.history.append(messages)
         self.options.append(options)
         if not self.replies:
+            if self.default is not None:
+                return self.default
             users = [m.content for m in messages if m.role == "user"]
             return users[-1] if users else ""
         reply = self.replies.popleft()

@@ -12,7 +12,8 @@ server turn these into exit codes and HTTP statuses at the edge; nothing below t
     ├── IncompleteOutputError    structured output cut off by max_tokens before it closed
     └── ProviderError            a model backend failed
         ├── TransientError       worth retrying: connect error, timeout, 429, 5xx
-        │   └── RateLimitError   429 / client-side limit; carries retry_after seconds
+        │   ├── RateLimitError   429 / client-side limit; carries retry_after seconds
+        │   └── OverloadedError  a local scheduler's queue is full; carries retry_after
         └── AuthenticationError  401/403: the key is wrong or missing
 """
 
@@ -26,6 +27,7 @@ __all__ = [
     "InvalidRequestError",
     "LaminaError",
     "MissingDependencyError",
+    "OverloadedError",
     "ModelNotFoundError",
     "ProviderError",
     "RateLimitError",
@@ -112,3 +114,7 @@ class RateLimitError(TransientError):
 
 class AuthenticationError(ProviderError):
     """The API key is missing, wrong or lacks permission."""
+
+
+class OverloadedError(TransientError):
+    """Lamina's own request queue is full; try again after ``retry_after`` seconds."""

@@ -1,0 +1,288 @@
+"""Search over an index: BM25, dense, and their fusion; filters, MMR and reranking on top.
+
+The derived indexes (BM25 and dense) are built from the store on first search, saved beside
+it, and rebuilt whenever the store's generation moves on (another process ingested), so a
+reader never serves a stale view for longer than one query.
+
+Hybrid fusion is a convex combination of min-max normalised scores over the union of both
+candidate lists (Bruch et al., "An Analysis of Fusion Functions for Hybrid Retrieval", 2023,
+found it beats reciprocal-rank fusion and is robust to its weight): ``score = α·dense +
+(1-α)·bm25`` with α = 0.5 by default. RRF is available as ``fusion="rrf"``.
+
+>>> convex_fusion({1: 2.0, 2: 1.5, 4: 1.0}, {2: 0.9, 3: 0.1}, alpha=0.5)
+{2: 0.75, 1: 0.5, 4: 0.0, 3: 0.0}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from lamina.errors import InvalidRequestError
+from lamina.retrieval.derived.bm25 import BM25Index
+from lamina.retrieval.derived.dense import ExactDenseIndex, top_k
+from lamina.retrieval.store.base import Filters, Hit, Store
+
+__all__ = ["Mode", "QueryEmbedder", "Reranker", "Searcher", "convex_fusion", "mmr", "rrf_fusion"]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["hybrid", "dense", "bm25"]
+Fusion = Literal["convex", "rrf"]
+MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
+
+
+class QueryEmbedder(Protocol):
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]: ...
+
+
+class Reranker(Protocol):
+    """Reorders hits for a query; may change scores, never invents hits."""
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]: ...
+
+
+def convex_fusion(
+    dense: dict[int, float], sparse: dict[int, float], alpha: float = 0.5
+) -> dict[int, float]:
+    """α·dense + (1-α)·bm25, each min-max normalised over its own candidates; a candidate
+    missing from one list gets that list's minimum (0 after normalisation)."""
+    fused: dict[int, float] = {}
+    for weight, scores in ((alpha, dense), (1.0 - alpha, sparse)):
+        if not scores:
+            continue
+        low, high = min(scores.values()), max(scores.values())
+        span = high - low or 1.0
+        for key, value in scores.items():
+            fused[key] = fused.get(key, 0.0) + weight * (value - low) / span
+    for key in dense.keys() | sparse.keys():
+        fused.setdefault(key, 0.0)
+    return dict(sorted(fused.items(), key=lambda item: -item[1]))
+
+
+def rrf_fusion(*rankings: Sequence[int], k: int = 60) -> dict[int, float]:
+    """Reciprocal-rank fusion: Σ 1/(k + rank).
+
+    >>> rrf_fusion([1, 2], [2, 3])
+    {2: 0.03252247488101534, 1: 0.01639344262295082, 3: 0.016129032258064516}
+    """
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking, start=1):
+            fused[key] = fused.get(key, 0.0) + 1.0 / (k + rank)
+    return dict(sorted(fused.items(), key=lambda item: -item[1]))
+
+
+def mmr(
+    relevance: npt.NDArray[np.float32], vectors: npt.NDArray[np.float32], k: int, lam: float
+) -> list[int]:
+    """Maximal marginal relevance: pick k items trading relevance for novelty.
+
+    >>> v = np.array([[1, 0], [1, 0], [0, 1]], dtype=np.float32)
+    >>> mmr(np.array([0.9, 0.89, 0.5], dtype=np.float32), v, k=2, lam=0.5)
+    [0, 2]
+    """
+    chosen: list[int] = []
+    similarity = vectors @ vectors.T
+    rest = list(range(len(relevance)))
+    while rest and len(chosen) < k:
+        if chosen:
+            redundancy = similarity[np.ix_(rest, chosen)].max(axis=1)
+        else:
+            redundancy = np.zeros(len(rest), dtype=np.float32)
+        gains = lam * relevance[rest] - (1 - lam) * redundancy
+        best = rest[int(np.argmax(gains))]
+        chosen.append(best)
+        rest.remove(best)
+    return chosen
+
+
+@dataclass
+class _Derived:
+    generation: int
+    keys: npt.NDArray[np.int64]
+    bm25: BM25Index
+    dense: ExactDenseIndex
+
+
+class Searcher:
+    """Searches one store. Thread-safe; rebuilds its derived indexes when the store changes."""
+
+    def __init__(
+        self,
+        store: Store,
+        embedder: QueryEmbedder,
+        *,
+        cache_dir: Path | None = None,
+        reranker: Reranker | None = None,
+        fusion: Fusion = "convex",
+        alpha: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.cache_dir = cache_dir
+        self.reranker = reranker
+        self.fusion = fusion
+        self.alpha = alpha
+        self._derived: _Derived | None = None
+        self._lock = threading.Lock()
+
+    # -- derived indexes ------------------------------------------------------------------------
+
+    def derived(self) -> _Derived:
+        generation = self.store.generation()
+        with self._lock:
+            if self._derived is None or self._derived.generation != generation:
+                self._derived = self._load(generation) or self._build(generation)
+            return self._derived
+
+    def _load(self, generation: int) -> _Derived | None:
+        folder = self._folder(generation)
+        if folder is None or not (folder / "done.json").exists():
+            return None
+        try:
+            return _Derived(
+                generation,
+                np.load(folder / "keys.npy"),
+                BM25Index.load(folder),
+                ExactDenseIndex.load(folder / "vectors.npy"),
+            )
+        except (OSError, ValueError, KeyError) as exc:  # a damaged cache is just rebuilt
+            log.warning("rebuilding search indexes: %s", exc)
+            return None
+
+    def _build(self, generation: int) -> _Derived:
+        started = time.perf_counter()
+        keys: list[int] = []
+        texts: list[str] = []
+        parts: list[npt.NDArray[np.float32]] = []
+        for batch_keys, batch_texts, vectors in self.store.scan():
+            keys.extend(batch_keys)
+            texts.extend(batch_texts)
+            parts.append(vectors)
+        dim = parts[0].shape[1] if parts else 0
+        matrix = np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+        derived = _Derived(
+            generation,
+            np.asarray(keys, dtype=np.int64),
+            BM25Index.build(texts),
+            ExactDenseIndex(matrix),
+        )
+        self._save(derived)
+        log.info(
+            "built search indexes over %d chunks in %.2fs", len(keys), time.perf_counter() - started
+        )
+        return derived
+
+    def _folder(self, generation: int) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / f"gen-{generation}"
+
+    def _save(self, derived: _Derived) -> None:
+        folder = self._folder(derived.generation)
+        if folder is None or self.cache_dir is None:
+            return
+        try:
+            for old in self.cache_dir.glob("gen-*"):
+                if old != folder:
+                    shutil.rmtree(old, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            np.save(folder / "keys.npy", derived.keys)
+            derived.dense.save(folder / "vectors.npy")
+            if derived.bm25.size:
+                derived.bm25.save(folder)
+                (folder / "done.json").write_text(json.dumps({"chunks": len(derived.keys)}))
+        except OSError as exc:  # read-only index directory: search still works from memory
+            log.warning("could not save search indexes to %s: %s", folder, exc)
+
+    # -- search ---------------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        mode: Mode = "hybrid",
+        filters: Filters | None = None,
+        candidates: int = 100,
+        mmr_lambda: float | None = None,
+        rerank: bool = True,
+    ) -> list[Hit]:
+        """The best ``k`` chunks for ``query``. ``mmr_lambda`` (0..1) trades relevance for
+        diversity; ``filters`` restricts by collection, source, page or document metadata."""
+        if mode not in MODES:
+            raise InvalidRequestError(f"Unknown search mode {mode!r}: use one of {MODES}.")
+        if not query.strip():
+            raise InvalidRequestError("The query is empty.")
+        derived = self.derived()
+        if derived.keys.size == 0:
+            return []
+        mask = self._mask(derived, filters) if filters else None
+        pool = max(candidates, k)
+        dense: dict[int, float] = {}
+        sparse: dict[int, float] = {}
+        if mode in ("hybrid", "dense"):
+            vector = self.embedder.embed_query(query)
+            rows, scores = derived.dense.search(vector, pool, mask)
+            dense = dict(zip(rows.tolist(), scores.tolist(), strict=True))
+        if mode in ("hybrid", "bm25"):
+            all_scores = derived.bm25.scores(query, mask)
+            rows, scores = top_k(all_scores, pool)
+            sparse = {r: s for r, s in zip(rows.tolist(), scores.tolist(), strict=True) if s > 0}
+        if mode == "dense":
+            fused = dense
+        elif mode == "bm25":
+            fused = sparse
+        elif self.fusion == "rrf":
+            fused = rrf_fusion(list(dense), list(sparse))
+        else:
+            fused = convex_fusion(dense, sparse, self.alpha)
+        ranked = list(fused.items())[: pool if (mmr_lambda or self.reranker) else k]
+        if mmr_lambda is not None and ranked:
+            rows_ = [r for r, _ in ranked]
+            relevance = np.array([s for _, s in ranked], dtype=np.float32)
+            picked = mmr(relevance, derived.dense.vectors[rows_], k, mmr_lambda)
+            ranked = [ranked[i] for i in picked]
+        hits = self._hits(derived, ranked, dense, sparse)
+        if rerank and self.reranker is not None:
+            hits = self.reranker.rerank(query, hits)
+        return hits[:k]
+
+    def _mask(self, derived: _Derived, filters: Filters) -> npt.NDArray[np.bool_]:
+        allowed = np.fromiter(self.store.matching(filters), dtype=np.int64)
+        mask = np.zeros(derived.keys.size, dtype=bool)
+        rows = np.searchsorted(derived.keys, allowed)
+        valid = rows < derived.keys.size
+        rows = rows[valid]
+        mask[rows[derived.keys[rows] == allowed[valid]]] = True
+        return mask
+
+    def _hits(
+        self,
+        derived: _Derived,
+        ranked: list[tuple[int, float]],
+        dense: dict[int, float],
+        sparse: dict[int, float],
+    ) -> list[Hit]:
+        keys = [int(derived.keys[row]) for row, _ in ranked]
+        stored = {c.key: c for c in self.store.get(keys)}
+        hits = []
+        for (row, score), key in zip(ranked, keys, strict=True):
+            if key not in stored:  # deleted since the indexes were built
+                continue
+            stages = {}
+            if row in dense:
+                stages["dense"] = dense[row]
+            if row in sparse:
+                stages["bm25"] = sparse[row]
+            hits.append(Hit(chunk=stored[key], score=score, scores=stages))
+        return hits

@@ -1,0 +1,88 @@
+"""The Store boundary: where chunks, their embeddings and their documents live.
+
+A store is the source of truth. Search indexes (BM25, dense) are derived from it and can be
+rebuilt from it at any time. Rows are addressed by ``key``: an integer unique within a store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from lamina.retrieval.documents import Chunk, LoadedDocument
+
+__all__ = ["Filters", "Hit", "Store", "StoredChunk"]
+
+Vectors = npt.NDArray[np.float32]
+
+#: Metadata filters: ``{"collection": "docs", "source": "a.md", "page": 3, "format": "pdf"}``.
+#: Keys ``collection``, ``source``, ``document_id`` and ``page`` match those fields; any other
+#: key matches the document's metadata. A list value matches any of its items.
+Filters = Mapping[str, Any]
+
+
+class StoredChunk(BaseModel):
+    """A chunk as stored, with what a citation needs about its document."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: int
+    collection: str
+    chunk: Chunk
+    source: str
+    title: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Hit(BaseModel):
+    """A search result: the chunk, its final score and the score of each stage that saw it."""
+
+    chunk: StoredChunk
+    score: float
+    scores: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.chunk.chunk.text
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Add, delete, get and count chunks; iterate them to build the derived indexes."""
+
+    def add(
+        self, collection: str, document: LoadedDocument, chunks: Sequence[Chunk], vectors: Vectors
+    ) -> None:
+        """Replace the document (by id) with these chunks, atomically."""
+
+    def add_many(
+        self, collection: str, items: Sequence[tuple[LoadedDocument, Sequence[Chunk], Vectors]]
+    ) -> None:
+        """Several :meth:`add` in one transaction: all land or none do."""
+
+    def delete(self, collection: str, document_ids: Sequence[str]) -> int:
+        """Remove documents and their chunks; returns how many documents went."""
+
+    def get(self, keys: Sequence[int]) -> list[StoredChunk]:
+        """The chunks with these keys, in the same order (missing keys are skipped)."""
+
+    def sources(self, collection: str) -> dict[str, tuple[str, str]]:
+        """``source -> (document id, content hash)`` for one collection."""
+
+    def count(self, collection: str | None = None) -> tuple[int, int]:
+        """(documents, chunks), in one collection or in all."""
+
+    def collections(self) -> list[str]: ...
+
+    def generation(self) -> int:
+        """A number that changes with every committed write: derived indexes compare it."""
+
+    def scan(self) -> Iterator[tuple[Sequence[int], Sequence[str], Vectors]]:
+        """Batches of (keys, contextual texts, vectors) of every chunk, in key order."""
+
+    def matching(self, filters: Filters) -> set[int]:
+        """The keys of chunks that match the filters."""

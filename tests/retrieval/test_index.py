@@ -1,0 +1,221 @@
+"""Store, ingest and search through the Index facade, with a deterministic test embedder."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lamina.errors import ConfigError, InvalidRequestError
+from lamina.retrieval.index import Index
+from lamina.retrieval.store.sqlite import DB_NAME, MIGRATIONS, SQLiteStore
+from tests.retrieval.fakes import HashEmbedder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_corpus(folder: Path, n: int = 40) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    topics = ["llama inference", "vector search", "prompt templates", "agent tools", "fine tuning"]
+    for i in range(n):
+        topic = topics[i % len(topics)]
+        (folder / f"doc{i:03d}.md").write_text(
+            f"# Note {i} on {topic}\n\n"
+            f"This note number {i} explains {topic} in detail. It has a second sentence.\n\n"
+            f"## Details\n\nMore about {topic}: item {i} of the corpus, written for tests.\n"
+        )
+    return folder
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return write_corpus(tmp_path / "corpus")
+
+
+def open_index(path: Path) -> Index:
+    return Index(path, embedder=HashEmbedder())
+
+
+def test_ingest_then_search_every_mode(tmp_path: Path, corpus: Path) -> None:
+    index = open_index(tmp_path / "idx")
+    summary = index.ingest([corpus])
+    assert (summary.files, summary.added, summary.skipped) == (40, 40, [])
+    assert index.count() == (40, summary.chunks)
+    for mode in ("hybrid", "dense", "bm25"):
+        hits = index.search("vector search", k=5, mode=mode)  # type: ignore[arg-type]
+        assert len(hits) == 5
+        assert all("vector search" in h.chunk.title.lower() for h in hits)  # type: ignore[union-attr]
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    hit = index.search("vector search", k=1)[0]
+    assert set(hit.scores) == {"dense", "bm25"}
+    document = index.store.document_text(hit.chunk.collection, hit.chunk.chunk.document_id)
+    assert document is not None
+    assert document[hit.chunk.chunk.start : hit.chunk.chunk.end] == hit.text
+
+
+def test_incremental_reingest_skips_updates_and_removes(tmp_path: Path, corpus: Path) -> None:
+    index = open_index(tmp_path / "idx")
+    first = index.ingest([corpus])
+    again = index.ingest([corpus])
+    assert (again.added, again.updated, again.unchanged, again.chunks) == (0, 0, 40, 0)
+    (corpus / "doc000.md").write_text("# Changed\n\nEntirely new text about quantum kittens.\n")
+    (corpus / "doc001.md").unlink()
+    (corpus / "new.txt").write_text("A brand new plain text note about kittens.")
+    third = index.ingest([corpus])
+    assert (third.added, third.updated, third.removed, third.unchanged) == (1, 1, 1, 38)
+    assert index.count()[0] == 40
+    hits = index.search("quantum kittens", k=1, mode="bm25")
+    assert hits[0].chunk.source.endswith("doc000.md")
+    assert first.chunks >= 40
+
+
+def test_bad_files_are_reported_and_skipped(tmp_path: Path, corpus: Path) -> None:
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    (corpus / "binary.txt").write_bytes(b"abc\x00def")
+    (corpus / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (corpus / "empty.md").write_text("")
+    summary = open_index(tmp_path / "idx").ingest([corpus])
+    assert summary.added == 40
+    reasons = {Path(s.source).name: s.reason for s in summary.skipped}
+    assert set(reasons) == {"broken.pdf", "binary.txt", "latin1.txt", "empty.md"}
+    assert "binary" in reasons["binary.txt"] and "not valid utf-8" in reasons["latin1.txt"]
+
+
+def test_include_exclude_collections_and_filters(tmp_path: Path, corpus: Path) -> None:
+    index = open_index(tmp_path / "idx")
+    index.ingest([corpus], collection="even", include=["doc0[0-9][02468].md"])
+    index.ingest([corpus], collection="rest", exclude=["doc0[0-9][02468].md"])
+    assert index.collections() == ["even", "rest"]
+    assert index.count("even") == (20, index.count("even")[1])
+    hits = index.search("note", k=50, collection="even")
+    assert hits and {h.chunk.collection for h in hits} == {"even"}
+    only = index.search("note", k=50, filters={"source": str((corpus / "doc004.md").resolve())})
+    assert {h.chunk.source for h in only} == {str((corpus / "doc004.md").resolve())}
+    assert index.search("note", k=5, filters={"format": "pdf"}) == []
+
+
+def test_mmr_diversifies(tmp_path: Path) -> None:
+    folder = tmp_path / "dups"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"same{i}.txt").write_text("Solar panels convert sunlight into electricity.")
+    (folder / "other.txt").write_text("Solar farms need land.")
+    index = open_index(tmp_path / "idx")
+    index.ingest([folder])
+    plain = index.search("solar sunlight electricity", k=2)
+    diverse = index.search("solar sunlight electricity", k=2, mmr_lambda=0.3)
+    assert {Path(h.chunk.source).name for h in plain} <= {"same0.txt", "same1.txt", "same2.txt"}
+    assert "other.txt" in {Path(h.chunk.source).name for h in diverse}
+
+
+def test_derived_indexes_are_rebuildable_and_follow_other_writers(
+    tmp_path: Path, corpus: Path
+) -> None:
+    reader = open_index(tmp_path / "idx")
+    writer = open_index(tmp_path / "idx")
+    writer.ingest([corpus])
+    assert len(reader.search("fine tuning", k=3)) == 3
+    (corpus / "extra.txt").write_text("Zeppelins float on hydrogen.")
+    writer.ingest([corpus])
+    assert reader.search("zeppelins", k=1, mode="bm25")[0].chunk.source.endswith("extra.txt")
+    for path in (tmp_path / "idx" / "derived").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"garbage")  # a damaged cache is rebuilt, not trusted
+    fresh = open_index(tmp_path / "idx")
+    assert fresh.search("zeppelins", k=1, mode="bm25")[0].chunk.source.endswith("extra.txt")
+
+
+def test_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="No Lamina index"):
+        Index(tmp_path / "missing", embedder=HashEmbedder(), create=False)
+    index = open_index(tmp_path / "idx")
+    with pytest.raises(InvalidRequestError, match="no such file"):
+        index.ingest([tmp_path / "nothing-here"])
+    with pytest.raises(InvalidRequestError, match="mode"):
+        index.search("x", mode="fuzzy")  # type: ignore[arg-type]
+    other = HashEmbedder()
+    other.name = "another-embedder"  # type: ignore[misc]
+    index.ingest([write_corpus(tmp_path / "c", 2)])
+    with pytest.raises(ConfigError, match="built with the embedder 'hash-test'"):
+        Index(tmp_path / "idx", embedder=other).ingest([tmp_path / "c"])
+
+
+def test_migrations_are_ordered_and_recorded(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "idx").close()
+    db = sqlite3.connect(tmp_path / "idx" / DB_NAME)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match="newer than this Lamina"):
+        SQLiteStore(tmp_path / "idx")
+
+
+def consistent(index_dir: Path) -> tuple[set[str], int]:
+    """Open the store, check its invariants; return the chunk ids and document count."""
+    db = sqlite3.connect(index_dir / DB_NAME)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    orphans = db.execute(
+        "SELECT count(*) FROM chunks c LEFT JOIN documents d "
+        "ON d.collection = c.collection AND d.id = c.document_id WHERE d.id IS NULL"
+    ).fetchone()[0]
+    empty = db.execute(
+        "SELECT count(*) FROM documents d WHERE NOT EXISTS "
+        "(SELECT 1 FROM chunks c WHERE c.collection = d.collection AND c.document_id = d.id)"
+    ).fetchone()[0]
+    ids = [r[0] for r in db.execute("SELECT id FROM chunks")]
+    (docs,) = db.execute("SELECT count(*) FROM documents").fetchone()
+    db.close()
+    assert orphans == 0 and empty == 0
+    assert len(ids) == len(set(ids)), "duplicated chunks"
+    return set(ids), docs
+
+
+@pytest.mark.integration
+def test_sigkill_mid_ingest_leaves_a_consistent_resumable_store(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n=60)
+    reference = open_index(tmp_path / "reference")
+    reference.ingest([corpus])
+    expected, expected_docs = consistent(tmp_path / "reference")
+
+    index_dir = tmp_path / "killed"
+    for batches_before_kill, extra_delay in ((0, 0.05), (1, 0.0), (3, 0.1), (5, 0.02)):
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.retrieval.ingest_worker",
+                str(index_dir),
+                str(corpus),
+                "0.15",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert worker.stdout is not None
+        assert worker.stdout.readline().startswith("ready")
+        for _ in range(batches_before_kill):
+            line = worker.stdout.readline()
+            if line.startswith("finished"):
+                break
+        time.sleep(extra_delay)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        ids, docs = consistent(index_dir)  # opens and holds its invariants after every kill
+        assert ids <= expected
+        runs = SQLiteStore(index_dir).runs()
+        assert runs[-1]["status"] in ("running", "done")
+    resumed = open_index(index_dir).ingest([corpus])
+    assert resumed.skipped == []
+    ids, docs = consistent(index_dir)
+    assert (ids, docs) == (expected, expected_docs)
+    statuses = [r["status"] for r in SQLiteStore(index_dir).runs()]
+    assert "interrupted" in statuses and statuses[-1] == "done"
+    assert json.dumps(resumed.as_dict())

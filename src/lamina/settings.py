@@ -25,6 +25,7 @@ __all__ = [
     "AnthropicSettings",
     "LocalSettings",
     "OpenAISettings",
+    "ServerSettings",
     "Settings",
     "config_file",
     "get_settings",
@@ -74,6 +75,60 @@ class AnthropicSettings(BaseModel):
     version: str = "2023-06-01"
 
 
+class ServerSettings(BaseModel):
+    """``lamina serve``: the OpenAI-compatible HTTP server."""
+
+    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes it.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port.")
+    model: str | None = Field(
+        None,
+        description="Spec of the default served model (e.g. 'local', later 'local-batched'); "
+        "empty means the top-level 'model' setting.",
+    )
+    model_id: str = Field(
+        "lamina", description="Stable id clients use for the default model in the 'model' field."
+    )
+    models: list[str] = Field(
+        default_factory=list, description="More model specs listed by GET /v1/models."
+    )
+    any_model: bool = Field(
+        True,
+        description="Serve any spec get_model() understands when a request names it; false "
+        "restricts requests to the default and 'models'.",
+    )
+    concurrency: int = Field(
+        1, ge=1, description="Requests generating at once per model (1 suits the local backend)."
+    )
+    queue_size: int = Field(
+        16, ge=0, description="Requests waiting per model beyond that; more get 429 + Retry-After."
+    )
+    request_timeout_s: float = Field(
+        300.0, gt=0, description="Whole-request deadline, queue wait included; then 504."
+    )
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
+    )
+    upload_limit_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="Largest accepted upload body in bytes."
+    )
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="Default per-API-key request limit; a key may override it."
+    )
+    tokens_per_minute: float | None = Field(
+        None, gt=0, description="Default per-API-key token limit (prompt + completion)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty disables CORS."
+    )
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces."
+    )
+    local_traces: bool = Field(
+        True, description="Append finished spans as JSON lines under home/traces."
+    )
+    log_level: str = Field("INFO", description="Level of the server's JSON logs.")
+
+
 class Settings(BaseSettings):
     """Every knob Lamina reads. See the module docstring for where values come from."""
 
@@ -86,6 +141,7 @@ class Settings(BaseSettings):
     local: LocalSettings = Field(default_factory=LocalSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for API backends.")
     max_retries: int = Field(4, ge=0, description="Retries of transient failures.")
@@ -117,6 +173,14 @@ class Settings(BaseSettings):
     @property
     def cache_path(self) -> Path:
         return self.home / "cache.sqlite"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.home / "keys.sqlite"
+
+    @property
+    def traces_dir(self) -> Path:
+        return self.home / "traces"
 
 
 @lru_cache(maxsize=1)

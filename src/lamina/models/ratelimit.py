@@ -11,10 +11,12 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "TokenBucket"]
 
 
-class _Bucket:
+class TokenBucket:
+    """A token bucket refilled at ``per_minute``; ``take`` may overdraw (charge afterwards)."""
+
     def __init__(self, per_minute: float, clock: Callable[[], float]) -> None:
         self.capacity = per_minute
         self.rate = per_minute / 60.0
@@ -51,11 +53,11 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._buckets: list[tuple[_Bucket, bool]] = []
+        self._buckets: list[tuple[TokenBucket, bool]] = []
         if requests_per_minute:
-            self._buckets.append((_Bucket(requests_per_minute, clock), False))
+            self._buckets.append((TokenBucket(requests_per_minute, clock), False))
         if tokens_per_minute:
-            self._buckets.append((_Bucket(tokens_per_minute, clock), True))
+            self._buckets.append((TokenBucket(tokens_per_minute, clock), True))
         self._lock = threading.Lock()
 
     def wait_time(self, tokens: int) -> float:

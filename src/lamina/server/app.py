@@ -1,0 +1,160 @@
+"""The application: ``create_app(settings)`` builds it, ``serve(settings)`` runs it with uvicorn.
+
+Shutdown is uvicorn's: on SIGTERM/SIGINT it stops accepting connections, lets in-flight
+requests, streams included, finish for up to ``server.shutdown_grace_s`` seconds, then runs
+the lifespan's shutdown, which flushes the spans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from lamina import __version__
+from lamina.errors import LaminaError
+from lamina.models.base import ChatModel
+from lamina.server.embeddings import Embedder, EmbedderCache
+from lamina.server.errors import error_body, error_response
+from lamina.server.keys import KeyStore
+from lamina.server.middleware import EdgeMiddleware
+from lamina.server.pool import ModelPool
+from lamina.server.routes import routers
+from lamina.server.state import ServerState
+from lamina.settings import Settings, get_settings
+from lamina.telemetry.metrics import Metrics
+from lamina.telemetry.tracing import make_tracer_provider
+
+__all__ = ["create_app", "serve"]
+
+log = logging.getLogger("lamina.server")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    models: Mapping[str, ChatModel] | None = None,
+    embedders: Mapping[str, Embedder] | None = None,
+    embedder_factory: Callable[[str], Embedder] | None = None,
+    warm_up: bool = True,
+) -> FastAPI:
+    """The OpenAI-compatible server.
+
+    ``models`` serves given ChatModel instances under the given ids (the default id
+    included, ``server.model_id``); other ids resolve through ``get_model``. ``embedders``
+    likewise; otherwise ``lamina.models.embeddings.get_embedder`` is used when installed.
+    ``warm_up`` loads the default model's weights at startup rather than on the first request.
+    """
+    settings = settings or get_settings()
+    provider = make_tracer_provider(settings)
+    pool = ModelPool(settings, models)
+    state = ServerState(
+        settings=settings,
+        pool=pool,
+        keys=KeyStore(settings.keys_path),
+        metrics=Metrics(),
+        provider=provider,
+        tracer=provider.get_tracer("lamina.server", __version__),
+        embedders=EmbedderCache(dict(embedders or {}), embedder_factory, settings=settings),
+    )
+    state.metrics.watch_queues(
+        lambda: [
+            *((s.id, s.admission.waiting, s.admission.running) for s in pool.all()),
+            *((k, a.waiting, a.running) for k, a in state.embed_admissions.items()),
+        ]
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        default = pool.default()  # fail at startup, not on the first request, on a bad spec
+        warm = getattr(default.model, "warm_up", None)
+        if warm_up and callable(warm):
+            await asyncio.to_thread(warm)
+        log.info("serving %s as %r", default.model.name, default.id)
+        try:
+            yield
+        finally:
+            provider.shutdown()
+            state.keys.close()
+
+    app = FastAPI(
+        title="Lamina",
+        version=__version__,
+        description="An OpenAI-compatible server for Lamina models.",
+        lifespan=lifespan,
+    )
+    app.state.lamina = state
+    for router in routers:
+        app.include_router(router)
+    _add_error_handlers(app)
+    app.add_middleware(EdgeMiddleware, state=state)
+    if settings.server.cors_origins:  # added last, so outermost: preflights need no key
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.server.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After"],
+        )
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def lamina_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, LaminaError)
+        return error_response(exc)
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return JSONResponse(error_body(f"Invalid request: {problems}", 400), status_code=400)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse(
+            error_body(str(exc.detail), exc.status_code),
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse(
+            error_body("Internal server error; the server log has the details.", 500),
+            status_code=500,
+        )
+
+    app.add_exception_handler(LaminaError, lamina_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def serve(settings: Settings | None = None, app: Any = None) -> None:
+    """Run the server with uvicorn until SIGINT/SIGTERM, then drain and stop."""
+    import uvicorn
+
+    from lamina.telemetry.logs import configure_logging
+
+    settings = settings or get_settings()
+    cfg = settings.server
+    configure_logging(cfg.log_level)
+    uvicorn.run(
+        app or create_app(settings),
+        host=cfg.host,
+        port=cfg.port,
+        access_log=False,  # the edge middleware logs each request, without secrets
+        log_config=None,
+        timeout_graceful_shutdown=int(cfg.shutdown_grace_s),
+        lifespan="on",
+    )

@@ -6,7 +6,8 @@ rebuilt from it at any time. Rows are addressed by ``key``: an integer unique wi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lamina.retrieval.documents import Chunk, LoadedDocument
 
-__all__ = ["Filters", "Hit", "Store", "StoredChunk"]
+__all__ = ["Filters", "Hit", "Snapshot", "Store", "StoredChunk"]
 
 Vectors = npt.NDArray[np.float32]
 
@@ -36,6 +37,22 @@ class StoredChunk(BaseModel):
     source: str
     title: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A store's content at one generation, in the shape the derived indexes need.
+
+    Row ``i`` of ``keys``, ``chunk_texts`` (title, headings and text) and ``vectors`` is one
+    chunk; ``chunk_documents[i]`` is the row of its document in ``document_texts``.
+    """
+
+    generation: int
+    keys: npt.NDArray[np.int64]
+    chunk_documents: npt.NDArray[np.int64]
+    chunk_texts: list[str]
+    vectors: Vectors
+    document_texts: list[str]
 
 
 class Hit(BaseModel):
@@ -81,8 +98,8 @@ class Store(Protocol):
     def generation(self) -> int:
         """A number that changes with every committed write: derived indexes compare it."""
 
-    def scan(self) -> Iterator[tuple[Sequence[int], Sequence[str], Vectors]]:
-        """Batches of (keys, contextual texts, vectors) of every chunk, in key order."""
+    def snapshot(self) -> Snapshot:
+        """Every chunk and document as of one moment: what derived indexes are built from."""
 
     def matching(self, filters: Filters) -> set[int]:
         """The keys of chunks that match the filters."""

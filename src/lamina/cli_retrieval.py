@@ -25,6 +25,14 @@ bench_app = typer.Typer(help="Benchmarks with standard datasets.", no_args_is_he
 app.add_typer(bench_app, name="bench")
 
 IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="The index directory.")]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Keep the index in PostgreSQL (pgvector): a postgresql:// URI. --index then holds "
+        "only the derived search indexes.",
+    ),
+]
 EmbedderOpt = Annotated[
     str | None,
     typer.Option(help="Embedder spec: minilm (bundled), st:PATH, openai:MODEL[@URL]."),
@@ -62,12 +70,13 @@ def ingest(
         list[str] | None, typer.Option(help="Leave out files matching this glob; repeatable.")
     ] = None,
     embedder: EmbedderOpt = None,
+    store: StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Ingest documents (PDF, DOCX, HTML, Markdown, text, JSONL) into an index, incrementally."""
     from lamina.retrieval.index import Index
 
-    with Index(index, embedder=embedder) as target, _progress_bar("ingest") as bar:
+    with Index(index, embedder=embedder, store=store) as target, _progress_bar("ingest") as bar:
         task = bar.add_task("ingest", total=None)
 
         def progress(done: int, total: int | None, source: str) -> None:
@@ -103,12 +112,13 @@ def search(
     mmr: Annotated[
         float | None, typer.Option(help="Diversify: 0 (most diverse) to 1 (most relevant).")
     ] = None,
+    store: StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search an index: the best chunks, with source, page, heading path and offsets."""
     from lamina.retrieval.index import Index
 
-    with Index(index, create=False) as source:
+    with Index(index, create=False, store=store) as source:
         hits = source.search(query, k, mode=_mode(mode), collection=collection, mmr_lambda=mmr)
     if as_json:
         typer.echo(

@@ -25,7 +25,7 @@ from lamina.retrieval.chunking import Chunker
 from lamina.retrieval.documents import LoadedDocument
 from lamina.retrieval.errors import LoadError
 from lamina.retrieval.loaders import iter_jsonl, load
-from lamina.retrieval.store.sqlite import SQLiteStore
+from lamina.retrieval.store.base import IndexStore
 
 __all__ = ["DocumentEmbedder", "IngestSummary", "Ingestor", "Skipped"]
 
@@ -83,7 +83,7 @@ class Ingestor:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: IndexStore,
         embedder: DocumentEmbedder,
         chunker: Chunker,
         *,
@@ -102,8 +102,9 @@ class Ingestor:
             self.store.set_meta("embedder", name)
             self.store.set_meta("dimension", str(self.embedder.dimension))
         elif recorded != name:
+            where = getattr(self.store, "directory", None) or getattr(self.store, "location", "")
             raise ConfigError(
-                f"The index at {str(self.store.directory)!r} was built with the embedder "
+                f"The index at {str(where)!r} was built with the embedder "
                 f"{recorded!r}, not {name!r}. Use --embedder {recorded} with this index, or "
                 f"ingest into a new index directory."
             )

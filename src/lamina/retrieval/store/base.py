@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lamina.retrieval.documents import Chunk, LoadedDocument
 
-__all__ = ["Filters", "Hit", "Snapshot", "Store", "StoredChunk"]
+__all__ = ["Filters", "Hit", "IndexStore", "Snapshot", "Store", "StoredChunk"]
 
 Vectors = npt.NDArray[np.float32]
 
@@ -103,3 +103,24 @@ class Store(Protocol):
 
     def matching(self, filters: Filters) -> set[int]:
         """The keys of chunks that match the filters."""
+
+
+@runtime_checkable
+class IndexStore(Store, Protocol):
+    """A Store that also keeps an index's settings and its ingestion journal: what ``Index``
+    and ``Ingestor`` need. ``SQLiteStore`` and ``PostgresStore`` are both one."""
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def begin_run(self) -> int:
+        """Record an ingest run; an earlier 'running' one was interrupted (its work is safe)."""
+
+    def end_run(self, run: int, summary: dict[str, Any], status: str = "done") -> None: ...
+
+    def runs(self) -> list[dict[str, Any]]: ...
+
+    def document_text(self, collection: str, document_id: str) -> str | None: ...
+
+    def close(self) -> None: ...

@@ -54,6 +54,24 @@ class LocalSettings(BaseModel):
     n_ctx: int = Field(8192, ge=256, description="Context window in tokens.")
     n_threads: int | None = Field(None, description="CPU threads; empty means all cores.")
     n_batch: int = Field(512, ge=1, description="Prompt tokens evaluated per forward pass.")
+    # local-batched: continuous batching over one context (lamina.models.batched)
+    slots: int = Field(
+        8, ge=1, description="local-batched: requests decoding together in one context."
+    )
+    slot_ctx: int | None = Field(
+        None,
+        ge=16,
+        description="local-batched: each request's context window in tokens; empty means "
+        "n_ctx split across the slots.",
+    )
+    prefill_chunk: int = Field(
+        128,
+        ge=1,
+        description="local-batched: most prompt tokens one step takes while others decode.",
+    )
+    queue_size: int = Field(
+        32, ge=0, description="local-batched: requests waiting for a slot; more are refused."
+    )
 
 
 class OpenAISettings(BaseModel):
@@ -82,8 +100,8 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535, description="TCP port.")
     model: str | None = Field(
         None,
-        description="Spec of the default served model (e.g. 'local', later 'local-batched'); "
-        "empty means the top-level 'model' setting.",
+        description="Spec of the default served model (e.g. 'local-batched', 'openai:...'); "
+        "empty means the top-level 'model' setting, with 'local' served as 'local-batched'.",
     )
     model_id: str = Field(
         "lamina", description="Stable id clients use for the default model in the 'model' field."
@@ -96,8 +114,11 @@ class ServerSettings(BaseModel):
         description="Serve any spec get_model() understands when a request names it; false "
         "restricts requests to the default and 'models'.",
     )
-    concurrency: int = Field(
-        1, ge=1, description="Requests generating at once per model (1 suits the local backend)."
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Requests generating at once per model; empty means what the model can "
+        "run at once: local.slots for local-batched, 1 for other backends.",
     )
     queue_size: int = Field(
         16, ge=0, description="Requests waiting per model beyond that; more get 429 + Retry-After."

@@ -103,11 +103,21 @@ class BatchedLocalModel(BaseChatModel):
 
     @classmethod
     def from_spec(cls, name: str | None, settings: Settings) -> Self:
-        return cls(name or settings.local.model_path, settings=settings)
+        """``local-batched[:PATH]``, sized by the ``local.slots``/``slot_ctx``/... settings."""
+        cfg = settings.local
+        return cls(
+            name or cfg.model_path,
+            slots=cfg.slots,
+            slot_ctx=cfg.slot_ctx,
+            queue_size=cfg.queue_size,
+            prefill_chunk=cfg.prefill_chunk,
+            settings=settings,
+        )
 
     @classmethod
     def known_models(cls, settings: Settings) -> list[str]:
-        return ["local-batched (the local model, continuous batching over 8 slots)"]
+        slots = settings.local.slots
+        return [f"local-batched (the local model, continuous batching over {slots} slots)"]
 
     @property
     def path(self) -> Path:

@@ -125,6 +125,8 @@ class LocalModel(BaseChatModel):
             n_ctx=cfg.n_ctx,
             n_batch=cfg.n_batch,
             n_threads=cfg.n_threads or os.cpu_count(),
+            # Prompt evaluation too: llama-cpp-python's default there is every core.
+            n_threads_batch=cfg.n_threads or os.cpu_count(),
             verbose=False,
         )
         self._prompter = GgufPrompter(llama._model, path)

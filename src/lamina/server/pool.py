@@ -3,7 +3,19 @@
 The ``model`` field of a request is either the stable id of the default model
 (``server.model_id``, "lamina" unless configured), one of the configured specs, or, when
 ``server.any_model`` is on, any spec ``get_model()`` understands. Behind a spec there is just a
-ChatModel, so switching the default to another backend (a batching one) is a setting.
+ChatModel, so switching the default to another backend is a setting.
+
+Three serving choices live here:
+
+* Unless ``server.model`` names a spec, the default is the top-level ``model`` setting, with
+  the one-sequence-at-a-time ``local`` backend served as ``local-batched`` (the same GGUF with
+  continuous batching): a server has concurrent clients. ``--model local`` still serves
+  ``local``.
+* A model's admission concurrency is ``server.concurrency`` when set, else what the model can
+  run at once: its ``slots`` (``local.slots`` for local-batched), else 1.
+* Models the pool builds get ``max_retries=0``: a request never sleeps through a retry loop
+  while it holds an admission slot. A full engine queue (OverloadedError) goes straight back as
+  429 with Retry-After, other transient failures as their status, and the client retries.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from lamina.server.errors import NotServedError
 from lamina.server.limits import Admission
 from lamina.settings import Settings
 
-__all__ = ["ModelPool", "Served"]
+__all__ = ["ModelPool", "Served", "batched_spec", "capacity"]
 
 
 @dataclass
@@ -42,8 +54,9 @@ class ModelPool:
         self.settings = settings
         cfg = settings.server
         self.default_id = cfg.model_id
-        self.default_spec = cfg.model or settings.model
-        self._factory = factory or (lambda spec: get_model(spec, settings=settings))
+        self.default_spec = cfg.model or batched_spec(settings.model)
+        model_settings = settings.model_copy(update={"max_retries": 0})
+        self._factory = factory or (lambda spec: get_model(spec, settings=model_settings))
         self._served: dict[str, Served] = {}
         self._lock = threading.Lock()
         for served_id, model in (models or {}).items():
@@ -51,7 +64,8 @@ class ModelPool:
 
     def _wrap(self, served_id: str, model: ChatModel) -> Served:
         cfg = self.settings.server
-        return Served(served_id, model, Admission(cfg.concurrency, cfg.queue_size, name=served_id))
+        concurrency = cfg.concurrency or capacity(model)
+        return Served(served_id, model, Admission(concurrency, cfg.queue_size, name=served_id))
 
     def ids(self) -> list[str]:
         """What GET /v1/models lists: the default id, configured specs, models in use."""
@@ -83,3 +97,23 @@ class ModelPool:
     def all(self) -> list[Served]:
         with self._lock:
             return list(self._served.values())
+
+
+def batched_spec(spec: str) -> str:
+    """The spec a server runs for a configured model: ``local`` becomes ``local-batched``.
+
+    >>> batched_spec("local"), batched_spec("local:/m/x.gguf"), batched_spec("/m/x.gguf")
+    ('local-batched', 'local-batched:/m/x.gguf', 'local-batched:/m/x.gguf')
+    >>> batched_spec("openai:gpt-4o-mini")
+    'openai:gpt-4o-mini'
+    """
+    if spec.endswith(".gguf") and not spec.startswith(("local:", "local-batched:")):
+        return f"local-batched:{spec}"
+    backend, sep, name = spec.partition(":")
+    return f"local-batched{sep}{name}" if backend == "local" else spec
+
+
+def capacity(model: ChatModel) -> int:
+    """How many requests a model generates at once: its ``slots`` if it has them, else 1."""
+    slots = getattr(model, "slots", None)
+    return slots if isinstance(slots, int) and slots > 0 else 1

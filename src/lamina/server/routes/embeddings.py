@@ -22,7 +22,7 @@ router = APIRouter(tags=["embeddings"])
 def _admission(state: ServerState, name: str) -> Admission:
     if name not in state.embed_admissions:
         cfg = state.settings.server
-        state.embed_admissions[name] = Admission(cfg.concurrency, cfg.queue_size, name=name)
+        state.embed_admissions[name] = Admission(cfg.concurrency or 1, cfg.queue_size, name=name)
     return state.embed_admissions[name]
 
 

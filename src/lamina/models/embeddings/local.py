@@ -175,6 +175,9 @@ class OnnxEmbedder:
                 options.intra_op_num_threads = self.threads
                 options.inter_op_num_threads = 1
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                # Idle worker threads must not spin after a run: they would steal the cores
+                # from whatever comes next (the query's dense search, BM25, the model).
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 path = str(self.onnx_path())
                 self._session = ort.InferenceSession(
                     path, options, providers=["CPUExecutionProvider"]

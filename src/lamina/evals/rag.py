@@ -1,0 +1,187 @@
+"""Evaluate grounded answers on a QA set: containment, token F1, citations, not-found, speed.
+
+A dataset is JSON lines ``{"question": str, "answers": [str, ...], "source": str | null}``;
+``source`` null marks a question the documents cannot answer.
+
+>>> round(token_f1("the GGML format [1]", "GGML"), 3)
+0.667
+>>> same_source("/data/corpus/lora.pdf", "lora.pdf"), same_source("a/lora.pdf", "b/lora.md")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from lamina.errors import InvalidRequestError
+from lamina.rag.answer import Answer
+from lamina.rag.citations import parse_claims, strip_markers
+from lamina.rag.pipeline import RagPipeline
+
+__all__ = ["QAItem", "RagEvalResult", "evaluate", "load_dataset", "same_source", "token_f1"]
+
+
+class QAItem(BaseModel):
+    question: str
+    answers: list[str] = []
+    source: str | None = None
+
+    @property
+    def answerable(self) -> bool:
+        return self.source is not None
+
+
+class ItemResult(BaseModel):
+    question: str
+    answerable: bool
+    found: bool
+    answer: str
+    contains: bool
+    f1: float
+    citation_ok: bool | None
+    faithful: float | None
+    latency_ms: float
+    relevance: float
+    cited: list[str]
+
+
+class RagEvalResult(BaseModel):
+    n: int
+    answerable: int
+    unanswerable: int
+    containment: float
+    token_f1: float
+    citation_accuracy: float
+    answered: float
+    not_found: float
+    faithfulness: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    items: list[ItemResult]
+
+    def summary(self) -> dict[str, float | int]:
+        return self.model_dump(exclude={"items"})
+
+
+def load_dataset(path: Path) -> list[QAItem]:
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(QAItem.model_validate_json(line))
+        except ValueError as exc:
+            raise InvalidRequestError(
+                f"{path}:{number} is not a QA record ({exc.__class__.__name__}). Each line must "
+                f'be {{"question": str, "answers": [str], "source": str | null}}.'
+            ) from None
+    if not items:
+        raise InvalidRequestError(f"The dataset {str(path)!r} holds no questions.")
+    return items
+
+
+def _normal(text: str) -> str:
+    text = text.lower()
+    text = "".join(" " if ch in string.punctuation and ch not in "#_" else ch for ch in text)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def _contains(answer: str, reference: str) -> bool:
+    plain = " ".join(answer.lower().split())
+    return " ".join(reference.lower().split()) in plain or _normal(reference) in _normal(answer)
+
+
+def token_f1(answer: str, reference: str) -> float:
+    """SQuAD token F1 of ``answer`` (citation markers removed) against ``reference``."""
+    a = _normal(strip_markers(answer)).split()
+    r = _normal(reference).split()
+    common = sum((Counter(a) & Counter(r)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(a), common / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+def same_source(cited: str, expected: str) -> bool:
+    """Whether the cited document is the expected one: equal, or one a path suffix of the other."""
+    a = Path(cited.replace("\\", "/")).parts
+    b = Path(expected.replace("\\", "/")).parts
+    n = min(len(a), len(b))
+    return n > 0 and a[-n:] == b[-n:]
+
+
+def _score(item: QAItem, answer: Answer) -> ItemResult:
+    cited = list(dict.fromkeys(c.source for c in answer.citations))
+    contains = answer.found and any(_contains(answer.answer, r) for r in item.answers)
+    f1 = max((token_f1(answer.answer, r) for r in item.answers), default=0.0)
+    citation_ok = None
+    if item.source is not None and answer.found:
+        citation_ok = bool(cited) and all(same_source(c, item.source) for c in cited)
+    faithful = None
+    if answer.found:
+        claims = parse_claims(answer.answer)
+        verified = {c.n for c in answer.citations if c.verified}
+        ok = sum(1 for c in claims if c.numbers and set(c.numbers) <= verified)
+        faithful = ok / len(claims) if claims else 0.0
+    return ItemResult(
+        question=item.question,
+        answerable=item.answerable,
+        found=answer.found,
+        answer=answer.answer,
+        contains=contains,
+        f1=f1 if answer.found else 0.0,
+        citation_ok=citation_ok,
+        faithful=faithful,
+        latency_ms=answer.timings_ms.get("total", 0.0),
+        relevance=answer.relevance,
+        cited=cited,
+    )
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if values else 0.0
+
+
+def evaluate(
+    pipeline: RagPipeline,
+    items: Sequence[QAItem],
+    progress: Callable[[int, ItemResult], None] | None = None,
+) -> RagEvalResult:
+    """Ask every question of ``items`` and score the answers."""
+    results = []
+    for i, item in enumerate(items, start=1):
+        result = _score(item, pipeline.ask(item.question))
+        results.append(result)
+        if progress:
+            progress(i, result)
+    ans = [r for r in results if r.answerable]
+    una = [r for r in results if not r.answerable]
+    answered = [r for r in ans if r.found]
+    latencies = [r.latency_ms for r in results]
+    return RagEvalResult(
+        n=len(results),
+        answerable=len(ans),
+        unanswerable=len(una),
+        containment=_mean([float(r.contains) for r in ans]),
+        token_f1=_mean([r.f1 for r in ans]),
+        citation_accuracy=_mean([float(bool(r.citation_ok)) for r in answered]),
+        answered=_mean([float(r.found) for r in ans]),
+        not_found=_mean([float(not r.found) for r in una]),
+        faithfulness=_mean([r.faithful for r in results if r.faithful is not None]),
+        latency_p50_ms=float(np.percentile(latencies, 50)) if latencies else 0.0,
+        latency_p95_ms=float(np.percentile(latencies, 95)) if latencies else 0.0,
+        items=results,
+    )
+
+
+def dump(result: RagEvalResult) -> str:
+    return json.dumps(result.model_dump(), indent=2)

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from lamina.models.scripted import ScriptedModel
+from lamina.rag.verify import Verifier
+from tests.retrieval.fakes import HashEmbedder
+
+SPAN = "LoRA freezes the pretrained weights and trains two small low-rank matrices."
+
+
+def test_quote_and_close_paraphrase_are_supported() -> None:
+    verifier = Verifier(HashEmbedder())
+    assert verifier.check(SPAN, SPAN).supported
+    assert verifier.check("LoRA trains two low-rank matrices.", SPAN).supported
+
+
+def test_unrelated_claim_is_not_supported() -> None:
+    check = Verifier(HashEmbedder()).check("GGUF replaced GGML in August 2023.", SPAN)
+    assert not check.supported
+    assert check.lexical < 0.3
+
+
+def test_judge_has_the_last_word_when_configured() -> None:
+    judge = ScriptedModel(['{"supported": "no"}'])
+    assert not Verifier(judge=judge).check("LoRA trains two matrices.", SPAN).supported
+    assert "Claim: LoRA trains two matrices." in judge.history[0][0].content

@@ -18,7 +18,7 @@ from lamina.models.pricing import PRICES
 from lamina.settings import Settings, get_settings
 from lamina.types import ChatOptions, Completion, Delta, FinishReason, Message, TokenLogprob, Usage
 
-__all__ = ["OpenAIModel"]
+__all__ = ["OpenAIModel", "auth_headers", "is_official"]
 
 OPENAI_HOST = "api.openai.com"
 _WINDOWS = {"gpt-4o": 128_000, "gpt-4.1": 1_047_576, "o3": 200_000, "o4": 200_000}
@@ -29,6 +29,24 @@ _FINISH: dict[str | None, FinishReason] = {
     "function_call": "tool_calls",
     None: "stop",
 }
+
+
+def is_official(base_url: str) -> bool:
+    return urlparse(base_url).hostname == OPENAI_HOST
+
+
+def auth_headers(base_url: str, api_key: str | None, settings: Settings) -> dict[str, str]:
+    """The Authorization header for an OpenAI-compatible server, with the key given or read
+    from the ``openai.api_key_env`` variable. Required by api.openai.com, optional elsewhere.
+    """
+    api_key = api_key or os.environ.get(settings.openai.api_key_env)
+    if not api_key and is_official(base_url):
+        raise ConfigError(
+            f"No API key for {base_url}. Set the {settings.openai.api_key_env} environment "
+            f"variable, or name your own server: openai:MODEL@http://host:port/v1 "
+            f"(or set openai.base_url, LAMINA_OPENAI__BASE_URL)."
+        )
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 class OpenAIModel(HTTPChatModel):
@@ -44,14 +62,8 @@ class OpenAIModel(HTTPChatModel):
     ) -> None:
         settings = settings or get_settings()
         base_url = base_url or settings.openai.base_url
-        api_key = api_key or os.environ.get(settings.openai.api_key_env)
-        self.official = urlparse(base_url).hostname == OPENAI_HOST
-        if not api_key and self.official:
-            raise ConfigError(
-                f"No API key for {base_url}. Set the {settings.openai.api_key_env} environment "
-                f"variable, or point openai.base_url (LAMINA_OPENAI__BASE_URL) at your own server."
-            )
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.official = is_official(base_url)
+        headers = auth_headers(base_url, api_key, settings)
         super().__init__(model, base_url=base_url, headers=headers, settings=settings)
 
     @classmethod

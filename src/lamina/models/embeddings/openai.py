@@ -9,11 +9,9 @@ connection errors with the settings' retry policy.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from functools import partial
 from typing import Any, Self
-from urllib.parse import urlparse
 
 import httpx
 import numpy as np
@@ -28,12 +26,12 @@ from lamina.errors import (
 )
 from lamina.models.embeddings.base import Vectors, normalize
 from lamina.models.http import _error_detail, _HTTPErrors
+from lamina.models.openai import auth_headers
 from lamina.models.retry import RetryPolicy, parse_retry_after
 from lamina.settings import Settings, get_settings
 
 __all__ = ["OpenAIEmbedder"]
 
-OPENAI_HOST = "api.openai.com"
 #: Known models: (dimension, max input tokens).
 KNOWN = {
     "text-embedding-3-small": (1536, 8191),
@@ -62,12 +60,7 @@ class OpenAIEmbedder:
         self.settings = settings or get_settings()
         self.model = model
         self.base_url = (base_url or self.settings.openai.base_url).rstrip("/")
-        api_key = api_key or os.environ.get(self.settings.openai.api_key_env)
-        if not api_key and urlparse(self.base_url).hostname == OPENAI_HOST:
-            raise ConfigError(
-                f"No API key for {self.base_url}. Set the {self.settings.openai.api_key_env} "
-                "environment variable, or name your own server: openai:MODEL@http://host:port/v1."
-            )
+        headers = auth_headers(self.base_url, api_key, self.settings)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {batch_size}.")
         self.batch_size = batch_size
@@ -77,7 +70,6 @@ class OpenAIEmbedder:
         known = KNOWN.get(model)
         self._dimension = dimension or (known[0] if known else None)
         self._max_tokens = max_tokens or (known[1] if known else 512)
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(headers=headers, timeout=self.settings.timeout_s)
 
     @classmethod

@@ -27,7 +27,7 @@ from lamina.models.retry import parse_retry_after
 from lamina.settings import Settings
 from lamina.types import ChatOptions, Completion, Delta, FinishReason, Message, Usage, as_messages
 
-__all__ = ["HTTPChatModel", "StreamState"]
+__all__ = ["HTTPChatModel", "HTTPErrors", "StreamState", "error_detail"]
 
 
 @dataclass
@@ -148,15 +148,15 @@ class HTTPChatModel(BaseChatModel):
         )
         return Delta(finish_reason=state.finish_reason or "stop", usage=usage)
 
-    def _errors(self) -> _HTTPErrors:
-        return _HTTPErrors(self.url)
+    def _errors(self) -> HTTPErrors:
+        return HTTPErrors(self.url)
 
     def _check(self, response: httpx.Response) -> None:
         """Turn an error status into the matching Lamina error."""
         status = response.status_code
         if status < 400:
             return
-        detail = _error_detail(response)
+        detail = error_detail(response)
         where = f"{self.name} at {self.url}"
         if status == 429:
             raise RateLimitError(
@@ -185,7 +185,7 @@ class HTTPChatModel(BaseChatModel):
         raise ProviderError(f"{where} failed with {status}: {detail}", status=status)
 
 
-class _HTTPErrors:
+class HTTPErrors:
     """Context manager mapping httpx transport failures to TransientError."""
 
     def __init__(self, url: str) -> None:
@@ -206,7 +206,7 @@ class _HTTPErrors:
         return False
 
 
-def _error_detail(response: httpx.Response) -> str:
+def error_detail(response: httpx.Response) -> str:
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):

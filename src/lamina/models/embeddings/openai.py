@@ -25,7 +25,7 @@ from lamina.errors import (
     TransientError,
 )
 from lamina.models.embeddings.base import Vectors, normalize
-from lamina.models.http import _error_detail, _HTTPErrors
+from lamina.models.http import HTTPErrors, error_detail
 from lamina.models.openai import auth_headers
 from lamina.models.retry import RetryPolicy, parse_retry_after
 from lamina.settings import Settings, get_settings
@@ -121,7 +121,7 @@ class OpenAIEmbedder:
 
     def _post(self, texts: list[str]) -> Vectors:
         """One request, no retries; rows in input order, normalised."""
-        with _HTTPErrors(self.url):
+        with HTTPErrors(self.url):
             response = self.client.post(self.url, json={"model": self.model, "input": texts})
         self._check(response)
         body: dict[str, Any] = response.json()
@@ -142,7 +142,7 @@ class OpenAIEmbedder:
         status = response.status_code
         if status < 400:
             return
-        detail = _error_detail(response)
+        detail = error_detail(response)
         where = f"{self.name} at {self.url}"
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         if status == 429:

@@ -18,7 +18,7 @@ from lamina.models.pricing import PRICES
 from lamina.settings import Settings, get_settings
 from lamina.types import ChatOptions, Completion, Delta, FinishReason, Message, TokenLogprob, Usage
 
-__all__ = ["OpenAIModel", "auth_headers", "is_official"]
+__all__ = ["OpenAIModel", "auth_headers", "is_official", "split_spec"]
 
 OPENAI_HOST = "api.openai.com"
 _WINDOWS = {"gpt-4o": 128_000, "gpt-4.1": 1_047_576, "o3": 200_000, "o4": 200_000}
@@ -33,6 +33,21 @@ _FINISH: dict[str | None, FinishReason] = {
 
 def is_official(base_url: str) -> bool:
     return urlparse(base_url).hostname == OPENAI_HOST
+
+
+def split_spec(name: str | None, example: str, kind: str) -> tuple[str, str | None]:
+    """``MODEL`` or ``MODEL@URL`` (the part of an ``openai:`` spec after the colon).
+
+    >>> split_spec("qwen@http://gpu:8000/v1", "openai:MODEL", "backend")
+    ('qwen', 'http://gpu:8000/v1')
+    """
+    if not name:
+        raise ConfigError(
+            f"The openai {kind} needs a model name: {example} "
+            f"(or openai:MODEL@http://host:port/v1 for a self-hosted server)."
+        )
+    model, _, url = name.partition("@")
+    return model, url or None
 
 
 def auth_headers(base_url: str, api_key: str | None, settings: Settings) -> dict[str, str]:
@@ -68,13 +83,8 @@ class OpenAIModel(HTTPChatModel):
 
     @classmethod
     def from_spec(cls, name: str | None, settings: Settings) -> Self:
-        if not name:
-            raise ConfigError(
-                "The openai backend needs a model name: --model openai:MODEL "
-                "(or openai:MODEL@http://host:port/v1 for a self-hosted server)."
-            )
-        model, _, url = name.partition("@")
-        return cls(model, base_url=url or None, settings=settings)
+        model, url = split_spec(name, "--model openai:MODEL", "backend")
+        return cls(model, base_url=url, settings=settings)
 
     @classmethod
     def known_models(cls, settings: Settings) -> list[str]:

@@ -26,7 +26,7 @@ from lamina.errors import (
 )
 from lamina.models.embeddings.base import Vectors, normalize
 from lamina.models.http import HTTPErrors, error_detail
-from lamina.models.openai import auth_headers
+from lamina.models.openai import auth_headers, split_spec
 from lamina.models.retry import RetryPolicy, parse_retry_after
 from lamina.settings import Settings, get_settings
 
@@ -74,13 +74,8 @@ class OpenAIEmbedder:
 
     @classmethod
     def from_spec(cls, name: str | None, settings: Settings) -> Self:
-        if not name:
-            raise ConfigError(
-                "The openai embedder needs a model name: 'openai:text-embedding-3-small', or "
-                "'openai:MODEL@http://host:port/v1' for a self-hosted server."
-            )
-        model, _, url = name.partition("@")
-        return cls(model, base_url=url or None, settings=settings)
+        model, url = split_spec(name, "'openai:text-embedding-3-small'", "embedder")
+        return cls(model, base_url=url, settings=settings)
 
     @property
     def name(self) -> str:

@@ -6,6 +6,7 @@ server turn these into exit codes and HTTP statuses at the edge; nothing below t
     LaminaError
     ├── ConfigError              bad settings, unknown model spec, missing API key
     ├── ModelNotFoundError       a model file or package is not installed
+    ├── NativeCrashError         the llama.cpp runtime dies on a signal on this machine
     ├── MissingDependencyError   an optional extra is not installed
     ├── ContextOverflowError     a prompt does not fit the model's context window
     ├── InvalidRequestError      the request itself is wrong (bad options, bad schema)
@@ -28,6 +29,7 @@ __all__ = [
     "LaminaError",
     "MissingDependencyError",
     "ModelNotFoundError",
+    "NativeCrashError",
     "OverloadedError",
     "ProviderError",
     "RateLimitError",
@@ -45,6 +47,14 @@ class ConfigError(LaminaError):
 
 class ModelNotFoundError(LaminaError):
     """A model file or the package carrying it is not installed."""
+
+
+class NativeCrashError(LaminaError):
+    """The llama.cpp runtime died on a signal (``signal``, e.g. 'SIGILL') in a test decode."""
+
+    def __init__(self, message: str, *, signal: str) -> None:
+        super().__init__(message)
+        self.signal = signal
 
 
 class MissingDependencyError(LaminaError):

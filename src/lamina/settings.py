@@ -54,6 +54,12 @@ class LocalSettings(BaseModel):
     n_ctx: int = Field(8192, ge=256, description="Context window in tokens.")
     n_threads: int | None = Field(None, description="CPU threads; empty means all cores.")
     n_batch: int = Field(512, ge=1, description="Prompt tokens evaluated per forward pass.")
+    n_gpu_layers: int = Field(
+        0,
+        ge=-1,
+        description="Layers offloaded to the GPU (-1: all); needs a CUDA or Metal build of "
+        "llama-cpp-python (see the README: LLAMA_CMAKE_ARGS).",
+    )
     # local-batched: continuous batching over one context (lamina.models.batched)
     slots: int = Field(
         8, ge=1, description="local-batched: requests decoding together in one context."

@@ -48,6 +48,7 @@ from lamina.errors import (
 )
 from lamina.models.base import BaseChatModel, Prompt
 from lamina.models.local import GgufPrompter, StopScanner, bundled_model_path, collect, json_grammar
+from lamina.models.native import ensure_runtime
 from lamina.settings import Settings
 from lamina.types import ChatOptions, Completion, Delta, FinishReason, Message, Usage
 
@@ -157,9 +158,10 @@ class BatchedLocalModel(BaseChatModel):
                 f"No GGUF model file at {str(path)!r}. Check the path, or use the bundled "
                 f"model with --model local-batched."
             )
+        ensure_runtime(path, self.settings)
         set_verbose(False)
         params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = 0
+        params.n_gpu_layers = self.settings.local.n_gpu_layers
         model = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
         self._prompter = GgufPrompter(model, path)
         self._scheduler = _Scheduler(self, model, self._prompter)

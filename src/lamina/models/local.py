@@ -28,6 +28,7 @@ import numpy as np
 
 from lamina.errors import InvalidRequestError, ModelNotFoundError
 from lamina.models.base import BaseChatModel, Prompt
+from lamina.models.native import ensure_runtime
 from lamina.settings import Settings
 from lamina.types import (
     ChatOptions,
@@ -119,9 +120,11 @@ class LocalModel(BaseChatModel):
                 f"No GGUF model file at {str(path)!r}. Check the path, or use the bundled "
                 f"model with --model local."
             )
+        ensure_runtime(path, self.settings)
         cfg = self.settings.local
         llama = Llama(
             model_path=str(path),
+            n_gpu_layers=cfg.n_gpu_layers,
             n_ctx=cfg.n_ctx,
             n_batch=cfg.n_batch,
             n_threads=cfg.n_threads or os.cpu_count(),

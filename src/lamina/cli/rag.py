@@ -11,18 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from lamina.cli import ModelOpt, _edge, app, err
+from lamina.cli.app import ModelOpt, app, edge, err, out, progress_bar, repl
 from lamina.errors import InvalidRequestError
 
 eval_app = typer.Typer(help="Evaluate the stack on your own datasets.", no_args_is_help=True)
@@ -41,7 +32,6 @@ DocsOpt = Annotated[
 CollectionOpt = Annotated[
     str | None, typer.Option(help="Search only this collection (default: all).")
 ]
-out = Console(soft_wrap=True, highlight=False)
 
 
 @contextmanager
@@ -118,7 +108,7 @@ def _print_sources(answer: Any) -> None:
 
 
 @app.command()
-@_edge
+@edge
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     index: IndexOpt = None,
@@ -143,30 +133,18 @@ def grounded_chat(index: Path, model: str | None, strategy: str = "extract") -> 
 
     with _open_index(index, None) as opened:
         talk = GroundedChat(_pipeline(opened, model, strategy, None))
-        interactive = sys.stdin.isatty()
-        if interactive:
-            err.print(f"Grounded chat over {index}. /reset, /exit.", highlight=False)
-        while True:
-            try:
-                line = input("> " if interactive else "").strip()
-            except EOFError:
-                break
-            if not line:
-                continue
-            if line in ("/exit", "/quit"):
-                break
-            if line == "/reset":
-                talk.reset()
-                err.print("(history cleared)")
-                continue
+
+        def turn(line: str) -> None:
             answer = _stream_answer(talk.stream(line))
             if answer.query != line:
                 err.print(f"(searched for: {answer.query})", highlight=False)
             _print_sources(answer)
 
+        repl(f"Grounded chat over {index}. /reset, /exit.", turn, talk.reset)
+
 
 @eval_app.command("rag")
-@_edge
+@edge
 def eval_rag(
     dataset: Annotated[Path, typer.Option(help="QA JSON lines: question, answers, source.")],
     index: IndexOpt = None,
@@ -182,14 +160,7 @@ def eval_rag(
     items = load_dataset(dataset)
     with _open_index(index, docs) as opened:
         pipeline = _pipeline(opened, model, strategy, collection)
-        bar = Progress(
-            TextColumn("[bold]eval rag"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err,
-        )
+        bar = progress_bar("eval rag")
         with bar:
             task = bar.add_task("eval", total=len(items))
             result = evaluate(pipeline, items, lambda i, _: bar.update(task, completed=i))

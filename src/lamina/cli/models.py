@@ -1,19 +1,17 @@
-"""The ``lamina`` command. Errors become messages and exit codes here, nowhere deeper."""
+"""``lamina generate``, ``chat``, ``tokens``, ``models``, ``cache``: the model layer's commands."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from lamina import __version__
+from lamina.cli.app import ModelOpt, app, edge, err, money, repl
 from lamina.errors import LaminaError
 from lamina.models import backends, get_model
 from lamina.models.conversation import Conversation
@@ -21,58 +19,12 @@ from lamina.models.pricing import cost_usd
 from lamina.settings import get_settings
 from lamina.types import ChatOptions, Message
 
-app = typer.Typer(
-    help="Lamina: a local-first LLM application stack.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 cache_app = typer.Typer(help="The on-disk response cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
-keys_app = typer.Typer(help="API keys of `lamina serve` (stored hashed).", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-
-err = Console(stderr=True, soft_wrap=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-ModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="Model spec, e.g. local, openai:gpt-4o-mini.")
-]
-
-
-def _edge(fn: F) -> F:
-    """Print a LaminaError as one readable line and exit 1 instead of a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LaminaError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"lamina {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
-    ] = False,
-) -> None:
-    """Lamina: a local-first LLM application stack."""
 
 
 @app.command()
-@_edge
+@edge
 def generate(
     prompt: Annotated[
         str | None, typer.Argument(help="The prompt; read from stdin if absent.")
@@ -120,18 +72,9 @@ def generate(
     if usage and spent:
         err.print(
             f"prompt {spent.prompt_tokens} + completion {spent.completion_tokens} tokens, "
-            f"cost {_money(spent.cost_usd)}",
+            f"cost {money(spent.cost_usd)}",
             highlight=False,
         )
-
-
-def _money(cost: float | None) -> str:
-    """Format a cost; prices per token are tiny, so eight decimals.
-
-    >>> _money(3e-07)
-    '$0.00000030'
-    """
-    return "unknown (no price for this model)" if cost is None else f"${cost:.8f}"
 
 
 def _read_schema(path: Path) -> dict[str, Any]:
@@ -147,7 +90,7 @@ def _read_schema(path: Path) -> dict[str, Any]:
 
 
 @app.command()
-@_edge
+@edge
 def chat(
     model: ModelOpt = None,
     system: Annotated[str | None, typer.Option(help="The system prompt.")] = None,
@@ -160,34 +103,15 @@ def chat(
 ) -> None:
     """Chat interactively. Commands: /reset, /system TEXT, /exit."""
     if index is not None:
-        from lamina.cli_rag import grounded_chat
+        from lamina.cli.rag import grounded_chat
 
         grounded_chat(index, model)
         return
     talk = Conversation(
         get_model(model), system=system, reply_tokens=max_tokens, temperature=temperature
     )
-    interactive = sys.stdin.isatty()
-    if interactive:
-        err.print(f"Chatting with {talk.model.name}. /reset, /system TEXT, /exit.", highlight=False)
-    while True:
-        try:
-            line = input("> " if interactive else "")
-        except EOFError:
-            break
-        line = line.strip()
-        if not line:
-            continue
-        if line in ("/exit", "/quit"):
-            break
-        if line == "/reset":
-            talk.reset()
-            err.print("(history cleared)")
-            continue
-        if line.startswith("/system"):
-            talk.system = line.removeprefix("/system").strip() or None
-            err.print("(system prompt set)" if talk.system else "(system prompt cleared)")
-            continue
+
+    def turn(line: str) -> None:
         dropped = talk.dropped
         for delta in talk.stream(line):
             sys.stdout.write(delta.text)
@@ -196,9 +120,20 @@ def chat(
         if talk.dropped > dropped:
             err.print(f"(dropped {talk.dropped - dropped} oldest turns to fit the context window)")
 
+    def set_system(text: str) -> None:
+        talk.system = text or None
+        err.print("(system prompt set)" if talk.system else "(system prompt cleared)")
+
+    repl(
+        f"Chatting with {talk.model.name}. /reset, /system TEXT, /exit.",
+        turn,
+        talk.reset,
+        {"system": set_system},
+    )
+
 
 @app.command()
-@_edge
+@edge
 def tokens(
     text: Annotated[str, typer.Argument(help="The text to tokenize.")],
     model: ModelOpt = None,
@@ -236,11 +171,11 @@ def tokens(
         Console().print(table)
     typer.echo(f"{count} tokens" + ("" if tokenize else " (estimated, ~4 characters per token)"))
     for name, cost in costs.items():
-        typer.echo(f"cost as input to {name}: {_money(cost)}")
+        typer.echo(f"cost as input to {name}: {money(cost)}")
 
 
 @app.command()
-@_edge
+@edge
 def models() -> None:
     """List the registered model backends and their models."""
     settings = get_settings()
@@ -256,7 +191,7 @@ def models() -> None:
 
 
 @cache_app.command("stats")
-@_edge
+@edge
 def cache_stats() -> None:
     """Hits, misses and entries of the response cache."""
     from lamina.models.cache import ResponseCache
@@ -266,110 +201,10 @@ def cache_stats() -> None:
 
 
 @cache_app.command("clear")
-@_edge
+@edge
 def cache_clear() -> None:
     """Delete every cached response and reset the counters."""
     from lamina.models.cache import ResponseCache
 
     ResponseCache(get_settings().cache_path).clear()
     typer.echo("cache cleared")
-
-
-@app.command()
-@_edge
-def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to bind (server.host).")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port (server.port).")] = None,
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model", "-m", help="Model spec to serve; repeatable, the first is the default."
-        ),
-    ] = None,
-) -> None:
-    """Run the OpenAI-compatible HTTP server until Ctrl-C / SIGTERM (then drain and stop)."""
-    from lamina.server import serve as run_server
-
-    settings = get_settings()
-    updates: dict[str, Any] = {}
-    if host is not None:
-        updates["host"] = host
-    if port is not None:
-        updates["port"] = port
-    if model:
-        updates["model"] = model[0]
-        updates["models"] = list(dict.fromkeys([*model[1:], *settings.server.models]))
-    server = settings.server.model_copy(update=updates)
-    run_server(settings.model_copy(update={"server": server}))
-
-
-def _key_store() -> Any:
-    from lamina.server.keys import KeyStore
-
-    return KeyStore(get_settings().keys_path)
-
-
-@keys_app.command("create")
-@_edge
-def keys_create(
-    name: Annotated[str, typer.Argument(help="A name for the key, e.g. the client using it.")],
-    rpm: Annotated[
-        float | None, typer.Option(help="Requests per minute (default: server setting).")
-    ] = None,
-    tpm: Annotated[
-        float | None, typer.Option(help="Tokens per minute (default: server setting).")
-    ] = None,
-) -> None:
-    """Create a key and print it once; only its hash is stored."""
-    key = _key_store().create(name, requests_per_minute=rpm, tokens_per_minute=tpm)
-    typer.echo(key)
-    err.print("Store this key now: it cannot be shown again.", highlight=False)
-
-
-@keys_app.command("list")
-@_edge
-def keys_list() -> None:
-    """Name, id prefix, creation time and limits of every key (never the keys)."""
-    import datetime
-
-    table = Table("name", "id", "created", "rpm", "tpm")
-    for k in _key_store().list_keys():
-        created = datetime.datetime.fromtimestamp(k.created).isoformat(timespec="seconds")
-        table.add_row(
-            k.name,
-            k.lookup + "…",
-            created,
-            str(k.requests_per_minute or "-"),
-            str(k.tokens_per_minute or "-"),
-        )
-    Console().print(table)
-
-
-@keys_app.command("revoke")
-@_edge
-def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
-    """Delete a key; requests using it get 401 from then on."""
-    if not _key_store().revoke(name):
-        raise LaminaError(f"No key named {name!r}. `lamina keys list` shows them.")
-    typer.echo(f"revoked {name}")
-
-
-@app.command()
-@_edge
-def traces(
-    limit: Annotated[int, typer.Option(help="How many of the newest spans.")] = 50,
-    trace_id: Annotated[str | None, typer.Option(help="Only this trace.")] = None,
-) -> None:
-    """Print spans from the local trace store of `lamina serve`, one JSON object a line."""
-    from lamina.telemetry.tracing import read_spans
-
-    for span in read_spans(get_settings().traces_dir, limit=limit, trace_id=trace_id):
-        typer.echo(json.dumps(span))
-
-
-def main() -> None:
-    app()
-
-
-# The retrieval (ingest, search, bench) and RAG (ask, eval) commands register on `app`.
-from lamina import cli_rag, cli_retrieval  # noqa: E402, F401

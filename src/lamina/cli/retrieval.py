@@ -8,17 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from lamina.cli import _edge, app, err
+from lamina.cli.app import app, edge, err, progress_bar
 from lamina.retrieval.search import MODES, Mode
 
 bench_app = typer.Typer(help="Benchmarks with standard datasets.", no_args_is_help=True)
@@ -45,20 +37,8 @@ def _mode(value: str) -> Mode:
     return value  # type: ignore[return-value]
 
 
-def _progress_bar(description: str) -> Progress:
-    return Progress(
-        TextColumn(f"[bold]{description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    )
-
-
 @app.command()
-@_edge
+@edge
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
     index: IndexOpt,
@@ -76,7 +56,7 @@ def ingest(
     """Ingest documents (PDF, DOCX, HTML, Markdown, text, JSONL) into an index, incrementally."""
     from lamina.retrieval.index import Index
 
-    with Index(index, embedder=embedder, store=store) as target, _progress_bar("ingest") as bar:
+    with Index(index, embedder=embedder, store=store) as target, progress_bar("ingest") as bar:
         task = bar.add_task("ingest", total=None)
 
         def progress(done: int, total: int | None, source: str) -> None:
@@ -102,7 +82,7 @@ def ingest(
 
 
 @app.command()
-@_edge
+@edge
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     index: IndexOpt,
@@ -154,7 +134,7 @@ def search(
 
 
 @bench_app.command("beir")
-@_edge
+@edge
 def bench_beir(
     data: Annotated[Path, typer.Option(help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/.")],
     split: Annotated[str, typer.Option(help="The qrels split.")] = "test",
@@ -169,7 +149,7 @@ def bench_beir(
     ingest seconds and per-query latency."""
     from lamina.evals.beir import run_beir
 
-    with _progress_bar("ingest") as bar:
+    with progress_bar("ingest") as bar:
         ingest_task = bar.add_task("ingest", total=None)
         query_task = bar.add_task("queries", total=None, visible=False)
 

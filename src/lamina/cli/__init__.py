@@ -1,0 +1,18 @@
+"""The ``lamina`` command: the terminal edge of the stack.
+
+``app`` holds the Typer application and what every command shares (the error edge, common
+options, progress bars, the chat loop); each other module registers one group of commands:
+
+- ``models``: generate, chat, tokens, models, cache
+- ``retrieval``: ingest, search, bench
+- ``rag``: ask, grounded chat, eval rag
+- ``server``: serve, keys, traces
+- ``doctor``: the installation check
+
+Errors become messages and exit codes here, nowhere deeper.
+"""
+
+from lamina.cli import doctor, models, rag, retrieval, server
+from lamina.cli.app import app, main
+
+__all__ = ["app", "doctor", "main", "models", "rag", "retrieval", "server"]

@@ -1,0 +1,147 @@
+"""The Typer application and what every command group shares.
+
+Nothing here imports a command module: the groups import this one, and ``lamina.cli``
+imports them all, so the import graph has no cycle.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from lamina import __version__
+from lamina.errors import LaminaError
+
+__all__ = [
+    "ModelOpt",
+    "app",
+    "edge",
+    "err",
+    "main",
+    "money",
+    "out",
+    "progress_bar",
+    "repl",
+]
+
+app = typer.Typer(
+    help="Lamina: a local-first LLM application stack.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+err = Console(stderr=True, soft_wrap=True)
+"""Diagnostics, progress and notes: never mixed into a command's output."""
+out = Console(soft_wrap=True, highlight=False)
+"""A command's output (stdout)."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Model spec, e.g. local, openai:gpt-4o-mini.")
+]
+
+
+def edge(fn: F) -> F:
+    """Print a LaminaError as one readable line and exit 1 instead of a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LaminaError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lamina {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Lamina: a local-first LLM application stack."""
+
+
+def main() -> None:
+    app()
+
+
+def money(cost: float | None) -> str:
+    """Format a cost; prices per token are tiny, so eight decimals.
+
+    >>> money(3e-07)
+    '$0.00000030'
+    """
+    return "unknown (no price for this model)" if cost is None else f"${cost:.8f}"
+
+
+def progress_bar(description: str) -> Progress:
+    """A progress bar on stderr: done/total, elapsed and remaining time."""
+    return Progress(
+        TextColumn(f"[bold]{description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def repl(
+    banner: str,
+    turn: Callable[[str], None],
+    reset: Callable[[], None],
+    commands: dict[str, Callable[[str], None]] | None = None,
+) -> None:
+    """The loop of every interactive chat: read a line, run a turn, until EOF or /exit.
+
+    ``/reset`` calls ``reset``; ``/NAME ARGS`` calls ``commands[NAME](ARGS)``; any other line
+    is a turn. The banner and the prompt are shown only on a terminal, so piped input works.
+    """
+    interactive = sys.stdin.isatty()
+    if interactive:
+        err.print(banner, highlight=False)
+    while True:
+        try:
+            line = input("> " if interactive else "").strip()
+        except EOFError:
+            break
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            break
+        if line == "/reset":
+            reset()
+            err.print("(history cleared)")
+            continue
+        name, _, rest = line[1:].partition(" ")
+        if line.startswith("/") and commands and name in commands:
+            commands[name](rest.strip())
+            continue
+        turn(line)

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lamina.errors import ContextOverflowError
 from lamina.models.scripted import ScriptedModel
-from lamina.rag import NOT_FOUND, Retry, Token
+from lamina.rag import NOT_FOUND, RagPipeline, Retry, Token
 from lamina.rag.context import pack
 from lamina.retrieval.index import Index
 from tests.rag.conftest import make_pipeline
+from tests.retrieval.fakes import HashEmbedder
 
 
 def test_extract_quotes_the_source_with_an_exact_span(index: Index) -> None:
@@ -96,3 +99,69 @@ def test_generate_drops_a_sentence_that_only_restates_the_question(index: Index)
     )
     assert "The older format GGUF replaced is:" in answer.dropped
     assert answer.strategy == "extract-fallback" and "GGML" in answer.answer
+
+
+def test_time_the_consumer_spends_between_events_is_not_billed(
+    index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """timings_ms measure the pipeline, not a slow reader of its stream."""
+    import lamina.rag.pipeline as pipeline_module
+
+    now = [0.0]
+
+    class Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            now[0] += 0.001  # every reading of the clock: 1 ms of pipeline work
+            return now[0]
+
+    monkeypatch.setattr(pipeline_module, "time", Clock)
+    model = ScriptedModel(["GGUF replaced the older GGML format [1]."])
+    answer = None
+    for event in make_pipeline(index, model, strategy="generate").stream("What did GGUF replace?"):
+        now[0] += 100.0  # the consumer takes 100 s over each event
+        answer = event
+    timings = answer.timings_ms  # type: ignore[union-attr]
+    assert timings["total"] < 1000, timings
+    assert timings["generate"] < 1000, timings
+
+
+def test_the_pipeline_uses_the_configured_default_model(
+    index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lamina.settings import get_settings
+
+    monkeypatch.setenv("LAMINA_MODEL", "scripted:configured")
+    get_settings.cache_clear()
+    pipeline = RagPipeline(index, embedder=HashEmbedder())
+    assert pipeline.model.chat("hi").text == "configured"
+
+
+@pytest.mark.integration
+def test_cli_generate_prints_only_the_final_answer_on_stdout(docs: Path, tmp_path: Path) -> None:
+    """A retracted draft goes to stderr; a pipe reading stdout gets one answer."""
+    from typer.testing import CliRunner
+
+    from lamina.cli import app
+
+    directory = tmp_path / "minilm-index"
+    with Index(directory) as real:  # the bundled embedder, as `lamina ingest` builds it
+        real.ingest([docs])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ask",
+            "Which older format did GGUF replace?",
+            "--index",
+            str(directory),
+            "--strategy",
+            "generate",
+            "--model",
+            "scripted:Paris is lovely in spring [1].",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    answer_line = result.stdout.splitlines()[0]
+    assert "GGML" in answer_line and answer_line.endswith("[1]")
+    assert "Paris" not in result.stdout
+    assert "Paris is lovely" in result.stderr and "retrying" in result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,29 +63,33 @@ def _pipeline(index: Any, model: str | None, strategy: str, collection: str | No
     if strategy not in ("extract", "select", "generate"):
         raise typer.BadParameter(f"{strategy!r} is not one of extract, select, generate")
     config = RagConfig(strategy=strategy, collection=collection)
-    return RagPipeline(index, get_model(model or "local"), config=config)
+    return RagPipeline(index, get_model(model), config=config)
 
 
 def _stream_answer(events: Iterator[Any]) -> Any:
-    """Print the answer as it streams; return the final Answer."""
+    """Show drafts as they stream on stderr; print only the final answer on stdout.
+
+    A generated draft may be retracted (its sentences unsupported) and replaced, so nothing
+    reaches stdout until the answer is final: a pipe gets exactly one answer.
+    """
     from lamina.rag import Answer, Retry, Token
 
+    drafting = False
     for event in events:
-        if isinstance(event, Token):
-            sys.stdout.write(event.text)
-            sys.stdout.flush()
+        if isinstance(event, Token) and not event.final:
+            err.out(event.text, end="", style="dim", highlight=False)
+            drafting = True
         elif isinstance(event, Retry):
-            sys.stdout.write("\n")
-            err.print(f"(retrying: {event.reason})", highlight=False)
+            err.print(f"\n(retrying: {event.reason})", highlight=False)
         elif isinstance(event, Answer):
-            sys.stdout.write("\n")
+            if drafting:
+                err.print()
+            out.print(event.answer)
             return event
     raise AssertionError("no answer")  # pragma: no cover
 
 
 def _print_sources(answer: Any) -> None:
-    if answer.retried or answer.dropped:
-        out.print(f"\nAnswer: {answer.answer}")
     if answer.found:
         out.print("\nSources:")
         for c in answer.citations:

@@ -76,9 +76,11 @@ class RagConfig(BaseModel):
 
 @dataclass(frozen=True)
 class Token:
-    """Answer text as it is produced."""
+    """Answer text as it is produced. ``final``: the whole answer at once (a quote, "not
+    found"), not a draft that a :class:`Retry` may still replace."""
 
     text: str
+    final: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class RagPipeline:
         if self._model is None:
             from lamina.models import get_model
 
-            self._model = get_model("local")
+            self._model = get_model()  # the `model` setting (LAMINA_MODEL), local by default
         return self._model
 
     @property
@@ -154,11 +156,18 @@ class RagPipeline:
         timings: dict[str, float] = {}
         usage = Usage()
         started = clock = time.perf_counter()
+        outside = 0.0  # time the consumer spent between our yields: not ours to bill
 
         def lap(stage: str) -> None:
             nonlocal clock
             now = time.perf_counter()
             timings[stage] = timings.get(stage, 0.0) + (now - clock) * 1000
+            clock = now
+
+        def resume(paused: float) -> None:
+            nonlocal clock, outside
+            now = time.perf_counter()
+            outside += now - paused
             clock = now
 
         rewriter = self.model if cfg.rewrite_with_model else None
@@ -180,27 +189,30 @@ class RagPipeline:
         )
         best = max((relevance(c) for c in ranked), default=0.0)
         result.relevance = best
+        events: Iterator[Event]
         if best < cfg.min_relevance:
             result.sources = result.sources[:3]  # the closest sources, for the reader to check
             result.strategy = "not-found"
-            yield Token(NOT_FOUND)
+            events = iter([Token(NOT_FOUND, final=True)])
         elif cfg.strategy == "generate":
-            for event in self._generate(query, packed, ranked, result, usage):
-                yield event
-                if isinstance(event, Token):
-                    lap("generate")
+            events = self._generate(query, packed, ranked, result, usage)
         else:
             chosen = ranked[: self._how_many(ranked)]
             if cfg.strategy == "select":
                 chosen = [self._select(query, ranked, usage)]
-                lap("generate")
             self._quote(
                 result, packed, chosen, "extract" if cfg.strategy == "extract" else "select"
             )
-            yield Token(result.answer)
+            events = iter([Token(result.answer, final=True)])
+        for event in events:
+            lap("generate")  # the time it took to produce this event, and only that
+            paused = time.perf_counter()
+            yield event
+            resume(paused)
         lap("generate")
         result.usage = usage
-        result.timings_ms = {**timings, "total": (time.perf_counter() - started) * 1000}
+        total = time.perf_counter() - started - outside
+        result.timings_ms = {**timings, "total": total * 1000}
         yield result
 
     # -- stages -----------------------------------------------------------------------------
@@ -313,7 +325,7 @@ class RagPipeline:
                 return
         yield Retry("falling back to quoting the best-supported sentence")
         self._quote(result, packed, ranked[:1], "extract-fallback")
-        yield Token(result.answer)
+        yield Token(result.answer, final=True)
 
     def _keep_verified(self, text: str, query: str, packed: Packed, result: Answer) -> bool:
         """Keep the sentences whose citation supports them and that say more than the

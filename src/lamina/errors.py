@@ -1,5 +1,7 @@
 """Every error Lamina raises on purpose.
 
+Errors that only one edge raises live beside it (the module is named in brackets); every
+subclass of ``LaminaError`` appears in this tree (tests/test_architecture.py checks).
 Messages say what went wrong, with the offending value, and what to do next. The CLI and the
 server turn these into exit codes and HTTP statuses at the edge; nothing below them does.
 
@@ -10,7 +12,14 @@ server turn these into exit codes and HTTP statuses at the edge; nothing below t
     ├── MissingDependencyError   an optional extra is not installed
     ├── ContextOverflowError     a prompt does not fit the model's context window
     ├── InvalidRequestError      the request itself is wrong (bad options, bad schema)
+    │   ├── UploadTooLargeError      (server.uploads) an upload over the size limit
+    │   └── BodyTooLargeError        (server.errors) a request body over the limit: 413
     ├── IncompleteOutputError    structured output cut off by max_tokens before it closed
+    ├── LoadError                (retrieval.errors) a document cannot be read; it is skipped
+    ├── NotServedError           (server.errors) a model id the operator did not configure
+    ├── ModelUnavailableError    (server.errors) a configured model failed to load: 503
+    ├── NotImplementedFeature    (server.errors) an API feature Lamina does not offer: 501
+    ├── RequestTimeout           (server.errors) the whole-request deadline passed: 504
     └── ProviderError            a model backend failed
         ├── TransientError       worth retrying: connect error, timeout, 429, 5xx
         │   ├── RateLimitError   429 / client-side limit; carries retry_after seconds

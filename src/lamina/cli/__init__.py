@@ -5,14 +5,15 @@ options, progress bars, the chat loop); each other module registers one group of
 
 - ``models``: generate, chat, tokens, models, cache
 - ``retrieval``: ingest, search, bench
-- ``rag``: ask, grounded chat, eval rag
+- ``rag``: ask, grounded chat
+- ``eval``: eval gen, ppl, rag, retrieval, compare
 - ``server``: serve, keys, traces
 - ``doctor``: the installation check
 
 Errors become messages and exit codes here, nowhere deeper.
 """
 
-from lamina.cli import doctor, models, rag, retrieval, server
+from lamina.cli import doctor, eval, models, rag, retrieval, server
 from lamina.cli.app import app, main
 
-__all__ = ["app", "doctor", "main", "models", "rag", "retrieval", "server"]
+__all__ = ["app", "doctor", "eval", "main", "models", "rag", "retrieval", "server"]

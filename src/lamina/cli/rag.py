@@ -1,4 +1,4 @@
-"""``lamina ask``, grounded ``lamina chat --index`` and ``lamina eval rag``."""
+"""``lamina ask`` and grounded ``lamina chat --index`` (``lamina eval rag`` is in ``eval``)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from lamina.cli.app import ModelOpt, app, edge, err, out, progress_bar, repl
+from lamina.cli.app import ModelOpt, app, edge, err, out, repl
 from lamina.errors import InvalidRequestError
-
-eval_app = typer.Typer(help="Evaluate the stack on your own datasets.", no_args_is_help=True)
-app.add_typer(eval_app, name="eval")
 
 StrategyOpt = Annotated[
     str, typer.Option(help="extract (quote the best sentence), select or generate.")
@@ -144,47 +140,3 @@ def grounded_chat(index: Path, model: str | None, strategy: str = "extract") -> 
             _print_sources(answer)
 
         repl(f"Grounded chat over {index}. /reset, /exit.", turn, talk.reset)
-
-
-@eval_app.command("rag")
-@edge
-def eval_rag(
-    dataset: Annotated[Path, typer.Option(help="QA JSON lines: question, answers, source.")],
-    index: IndexOpt = None,
-    docs: DocsOpt = None,
-    model: ModelOpt = None,
-    strategy: StrategyOpt = "extract",
-    collection: CollectionOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Containment, token F1, citation accuracy, not-found rate, faithfulness and latency."""
-    from lamina.evals.rag import evaluate, load_dataset
-
-    items = load_dataset(dataset)
-    with _open_index(index, docs) as opened:
-        pipeline = _pipeline(opened, model, strategy, collection)
-        bar = progress_bar("eval rag")
-        with bar:
-            task = bar.add_task("eval", total=len(items))
-            result = evaluate(pipeline, items, lambda i, _: bar.update(task, completed=i))
-    if as_json:
-        typer.echo(json.dumps(result.model_dump(), indent=2))
-        return
-    table = Table(
-        title=f"{dataset.name}: {result.answerable} answerable, {result.unanswerable} unanswerable"
-    )
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    rows = [
-        ("answer containment", f"{result.containment:.1%}"),
-        ("token F1", f"{result.token_f1:.3f}"),
-        ("citation accuracy (answered)", f"{result.citation_accuracy:.1%}"),
-        ("answered (answerable)", f"{result.answered:.1%}"),
-        ("not found (unanswerable)", f"{result.not_found:.1%}"),
-        ("faithfulness", f"{result.faithfulness:.1%}"),
-        ("latency p50", f"{result.latency_p50_ms:.0f} ms"),
-        ("latency p95", f"{result.latency_p95_ms:.0f} ms"),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    out.print(table)

@@ -1,7 +1,13 @@
-"""Evaluate grounded answers on a QA set: containment, token F1, citations, not-found, speed.
+"""Evaluate grounded answers on a QA set: containment, token F1, citations, not-found, speed,
+and (with a judge) Ragas' judged metrics, see :mod:`lamina.evals.judge`.
 
 A dataset is JSON lines ``{"question": str, "answers": [str, ...], "source": str | null}``;
 ``source`` null marks a question the documents cannot answer.
+
+Judged metrics are computed where Ragas' definitions apply: faithfulness and answer relevancy
+for answers given (not "not found"), context precision and recall for answerable questions
+(the first of ``answers`` is the reference). The contexts are the passages the pipeline put
+in the prompt, in rank order, read back from the index.
 
 >>> round(token_f1("the GGML format [1]", "GGML"), 3)
 0.667
@@ -17,16 +23,29 @@ import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from lamina.errors import InvalidRequestError
-from lamina.rag.answer import Answer
+from lamina.evals.judge import METRICS, Judge, JudgeSample
+from lamina.evals.run import EvalRun, RunMeta
+from lamina.rag.answer import Answer, SourceRef
 from lamina.rag.citations import parse_claims, strip_markers
 from lamina.rag.pipeline import RagPipeline
+from lamina.retrieval.index import Index
 
-__all__ = ["QAItem", "RagEvalResult", "evaluate", "load_dataset", "same_source", "token_f1"]
+__all__ = [
+    "QAItem",
+    "RagEvalResult",
+    "evaluate",
+    "load_dataset",
+    "passage_texts",
+    "same_source",
+    "to_run",
+    "token_f1",
+]
 
 
 class QAItem(BaseModel):
@@ -40,6 +59,7 @@ class QAItem(BaseModel):
 
 
 class ItemResult(BaseModel):
+    id: int = 0
     question: str
     answerable: bool
     found: bool
@@ -51,6 +71,13 @@ class ItemResult(BaseModel):
     latency_ms: float
     relevance: float
     cited: list[str]
+    reference: str | None = None
+    contexts: list[str] = Field(default_factory=list)
+    #: Ragas' metrics for this item (None: not applicable, or the judge's reply failed).
+    judged: dict[str, float | None] = Field(default_factory=dict)
+    #: metric -> why the judge's reply could not be used (model-caused; the run goes on).
+    judge_errors: dict[str, str] = Field(default_factory=dict)
+    judge_details: dict[str, Any] = Field(default_factory=dict)
 
 
 class RagEvalResult(BaseModel):
@@ -65,9 +92,11 @@ class RagEvalResult(BaseModel):
     faithfulness: float
     latency_p50_ms: float
     latency_p95_ms: float
+    #: Mean of each judged metric over the items it applies to, the judge, failure counts.
+    judged: dict[str, Any] = Field(default_factory=dict)
     items: list[ItemResult]
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> dict[str, Any]:
         return self.model_dump(exclude={"items"})
 
 
@@ -119,6 +148,33 @@ def same_source(cited: str, expected: str) -> bool:
     return n > 0 and a[-n:] == b[-n:]
 
 
+class _Documents:
+    """Passage text by (source, start, end), read from the index's documents once each."""
+
+    def __init__(self, index: Index) -> None:
+        self.store = index.store
+        self._where: dict[str, tuple[str, str]] | None = None
+        self._texts: dict[str, str] = {}
+
+    def text(self, ref: SourceRef) -> str:
+        if self._where is None:
+            self._where = {}
+            for collection in self.store.collections():
+                for source, (doc_id, _) in self.store.sources(collection).items():
+                    self._where.setdefault(source, (collection, doc_id))
+        if ref.source not in self._texts:
+            where = self._where.get(ref.source)
+            found = self.store.document_text(*where) if where else None
+            self._texts[ref.source] = found or ""
+        return self._texts[ref.source][ref.start : ref.end]
+
+
+def passage_texts(index: Index, answer: Answer) -> list[str]:
+    """The text of each passage the answer's prompt held, in rank order."""
+    documents = _Documents(index)
+    return [documents.text(ref) for ref in sorted(answer.sources, key=lambda r: r.n)]
+
+
 def _score(item: QAItem, answer: Answer) -> ItemResult:
     cited = list(dict.fromkeys(c.source for c in answer.citations))
     contains = answer.found and any(_contains(answer.answer, r) for r in item.answers)
@@ -151,15 +207,54 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
+def _judge(judge: Judge, result: ItemResult) -> None:
+    metrics = [
+        m
+        for m in METRICS
+        if (m in ("faithfulness", "answer_relevancy") and result.found)
+        or (m in ("context_precision", "context_recall") and result.reference is not None)
+    ]
+    sample = JudgeSample(
+        question=result.question,
+        answer=strip_markers(result.answer),
+        contexts=[" ".join(c.split()) for c in result.contexts],
+        reference=result.reference,
+    )
+    judged = judge.score(sample, metrics)
+    result.judged = {m: judged.values.get(m) for m in METRICS}
+    result.judge_errors = judged.errors
+    result.judge_details = judged.details
+
+
+def _judged_summary(judge: Judge, results: Sequence[ItemResult]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for metric in METRICS:
+        values = [v for r in results if (v := r.judged.get(metric)) is not None]
+        summary[metric] = _mean(values) if values else None
+        summary[f"{metric}_n"] = len(values)
+    summary["errors"] = sum(len(r.judge_errors) for r in results)
+    summary["judge"] = judge.name
+    return summary
+
+
 def evaluate(
     pipeline: RagPipeline,
     items: Sequence[QAItem],
     progress: Callable[[int, ItemResult], None] | None = None,
+    *,
+    judge: Judge | None = None,
 ) -> RagEvalResult:
-    """Ask every question of ``items`` and score the answers."""
+    """Ask every question of ``items`` and score the answers; ``judge`` adds Ragas' metrics."""
+    documents = _Documents(pipeline.index)
     results = []
     for i, item in enumerate(items, start=1):
-        result = _score(item, pipeline.ask(item.question))
+        answer = pipeline.ask(item.question)
+        result = _score(item, answer)
+        result.id = i
+        result.reference = item.answers[0] if item.answerable and item.answers else None
+        result.contexts = [documents.text(r) for r in sorted(answer.sources, key=lambda r: r.n)]
+        if judge is not None:
+            _judge(judge, result)
         results.append(result)
         if progress:
             progress(i, result)
@@ -179,8 +274,25 @@ def evaluate(
         faithfulness=_mean([r.faithful for r in results if r.faithful is not None]),
         latency_p50_ms=float(np.percentile(latencies, 50)) if latencies else 0.0,
         latency_p95_ms=float(np.percentile(latencies, 95)) if latencies else 0.0,
+        judged=_judged_summary(judge, results) if judge is not None else {},
         items=results,
     )
+
+
+def to_run(result: RagEvalResult) -> EvalRun:
+    """The result as an :class:`EvalRun` (its JSON keeps the documented keys)."""
+    items = []
+    for r in result.items:
+        item = r.model_dump(exclude={"judged", "judge_details"})
+        # One number to rank items by: F1 when there is a reference, else 1 for "not found".
+        item["score"] = r.f1 if r.answerable else float(not r.found)
+        item["judged"] = {k: v for k, v in r.judged.items() if v is not None}
+        item["judge_details"] = r.judge_details
+        items.append(item)
+    summary = result.summary()
+    if not summary["judged"]:
+        del summary["judged"]
+    return EvalRun(kind="rag", summary=summary, items=items, primary="score", meta=RunMeta())
 
 
 def dump(result: RagEvalResult) -> str:

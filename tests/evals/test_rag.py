@@ -8,7 +8,7 @@ import pytest
 from lamina.errors import InvalidRequestError
 from lamina.evals.rag import evaluate, load_dataset, same_source
 from lamina.retrieval.index import Index
-from tests.rag.conftest import make_pipeline
+from tests.evals.conftest import make_pipeline
 
 
 def test_evaluate_scores_answerable_and_unanswerable(index: Index, tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,8 +21,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from lamina.errors import ConfigError
+
 __all__ = [
     "AnthropicSettings",
+    "LoaderSettings",
     "LocalSettings",
     "OpenAISettings",
     "ServerSettings",
@@ -91,6 +94,11 @@ class OpenAISettings(BaseModel):
         description="How a JSON schema is sent: 'json_schema' (OpenAI, vLLM, Ollama) or "
         "'json_object' with a 'schema' key (llama-cpp-python's server).",
     )
+    endpoint_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Keys for other servers: base URL -> name of the environment variable "
+        "holding that server's key. The api_key_env key goes to base_url only.",
+    )
 
 
 class AnthropicSettings(BaseModel):
@@ -112,13 +120,36 @@ class ServerSettings(BaseModel):
     model_id: str = Field(
         "lamina", description="Stable id clients use for the default model in the 'model' field."
     )
-    models: list[str] = Field(
-        default_factory=list, description="More model specs listed by GET /v1/models."
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description="More served models: id (what clients send as 'model') -> spec. Clients "
+        "can name only these and model_id; a list of specs serves each under its own spec.",
     )
-    any_model: bool = Field(
-        True,
-        description="Serve any spec get_model() understands when a request names it; false "
-        "restricts requests to the default and 'models'.",
+    embedding_models: dict[str, str] = Field(
+        default_factory=lambda: {"minilm": "minilm"},
+        description="Served embedding models: id -> embedder spec; the first one answers "
+        "requests that name none.",
+    )
+    max_loaded_models: int = Field(
+        4, ge=1, description="Chat models held loaded at once; the least recently used goes."
+    )
+    model_memory_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="Budget for loaded models, estimated by their weight files' sizes; empty "
+        "means half of physical memory.",
+    )
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1, description="Largest request body on any route; more gets 413."
+    )
+    max_embedding_inputs: int = Field(
+        2048, ge=1, description="Most texts in one /v1/embeddings request; more gets 400."
+    )
+    embedding_batch: int = Field(
+        64,
+        ge=1,
+        description="Texts embedded per turn: a large request takes several turns, so requests "
+        "queued behind it wait for one turn, not for all of it.",
     )
     concurrency: int | None = Field(
         None,
@@ -155,6 +186,44 @@ class ServerSettings(BaseModel):
     )
     log_level: str = Field("INFO", description="Level of the server's JSON logs.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "any_model" in data:
+            raise ConfigError(
+                "server.any_model (LAMINA_SERVER__ANY_MODEL) was removed: a client can no longer "
+                "name an arbitrary model spec. List the models clients may use in the "
+                'server.models table (id = "spec"), or pass `lamina serve --model SPEC` for '
+                "each, and delete any_model from your settings."
+            )
+        if isinstance(data, dict) and isinstance(data.get("models"), list | tuple):
+            return {**data, "models": {spec: spec for spec in data["models"]}}
+        return data
+
+
+class LoaderSettings(BaseModel):
+    """Limits that keep one hostile document from exhausting memory or time during ingest."""
+
+    max_document_chars: int = Field(
+        20_000_000, ge=1, description="Most characters of text one document may yield."
+    )
+    max_archive_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1,
+        description="Most uncompressed bytes in a zip-based file (DOCX), checked before parsing.",
+    )
+    max_compression_ratio: float = Field(
+        100.0,
+        gt=1,
+        description="Highest uncompressed/compressed ratio of a zip member over 1 MiB.",
+    )
+    max_pdf_stream_bytes: int = Field(
+        64 * 1024 * 1024, ge=1, description="Most bytes one decompressed PDF stream may hold."
+    )
+    max_html_depth: int = Field(
+        2000, ge=1, description="Deepest element nesting read from an HTML file."
+    )
+
 
 class Settings(BaseSettings):
     """Every knob Lamina reads. See the module docstring for where values come from."""
@@ -169,6 +238,7 @@ class Settings(BaseSettings):
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    loaders: LoaderSettings = Field(default_factory=LoaderSettings)
 
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for API backends.")
     max_retries: int = Field(4, ge=0, description="Retries of transient failures.")

@@ -47,8 +47,9 @@ def make_settings(home: Any, **server: Any) -> Settings:
 
 @pytest.fixture
 def make_app(tmp_path: Any) -> Any:
-    def build(models: dict[str, Any] | None = None, **server: Any) -> FastAPI:
-        return create_app(make_settings(tmp_path / "home", **server), models=models)
+    def build(given: dict[str, Any] | None = None, **server: Any) -> FastAPI:
+        """An app serving ``given`` model instances; keywords are server settings."""
+        return create_app(make_settings(tmp_path / "home", **server), models=given)
 
     return build
 
@@ -76,12 +77,15 @@ class LiveServer:
     def __init__(self, app: FastAPI, grace_s: int = 10) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        from lamina.server.protocol import LaminaH11Protocol
+
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
             timeout_graceful_shutdown=grace_s,
+            http=LaminaH11Protocol,  # what `lamina serve` runs
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

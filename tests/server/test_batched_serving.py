@@ -76,7 +76,13 @@ def test_an_engine_overload_is_a_429_at_once_not_a_silent_retry(tmp_path: Any) -
     from lamina.server import create_app
 
     register("overloaded-test", _Overloaded)
-    settings = Settings(home=tmp_path, model="scripted", cache=False, max_retries=4)
+    settings = Settings(
+        home=tmp_path,
+        model="scripted",
+        cache=False,
+        max_retries=4,
+        server=ServerSettings(models={"overloaded-test": "overloaded-test"}),
+    )
     app = create_app(settings)
     body = {"model": "overloaded-test", "messages": [{"role": "user", "content": "hi"}]}
     started = time.perf_counter()

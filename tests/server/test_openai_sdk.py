@@ -101,7 +101,7 @@ def test_sdk_auth_against_lamina_serve() -> None:
     with lamina_serve("scripted") as base:
         with pytest.raises(openai.AuthenticationError):
             client(base, "lam-wrong-key-000000000").models.list()
-        assert [m.id for m in client(base, key).models.list()] == ["lamina"]
+        assert [m.id for m in client(base, key).models.list()] == ["lamina", "minilm"]
         assert httpx.get(f"{base}/health").status_code == 200
     assert (
         key

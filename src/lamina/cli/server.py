@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 import typer
@@ -25,11 +26,18 @@ def serve(
     model: Annotated[
         list[str] | None,
         typer.Option(
-            "--model", "-m", help="Model spec to serve; repeatable, the first is the default."
+            "--model",
+            "-m",
+            help="A model to serve: SPEC, or ID=SPEC to choose the id clients send. Repeatable; "
+            "the first is the default (id server.model_id, 'lamina'), the others are served "
+            "under their id (the spec itself when no ID= is given).",
         ),
     ] = None,
 ) -> None:
-    """Run the OpenAI-compatible HTTP server until Ctrl-C / SIGTERM (then drain and stop)."""
+    """Run the OpenAI-compatible HTTP server until Ctrl-C / SIGTERM (then drain and stop).
+
+    Clients can use only the models given here or configured in [server.models].
+    """
     from lamina.server import serve as run_server
 
     settings = get_settings()
@@ -39,10 +47,35 @@ def serve(
     if port is not None:
         updates["port"] = port
     if model:
-        updates["model"] = model[0]
-        updates["models"] = list(dict.fromkeys([*model[1:], *settings.server.models]))
+        first_id, first_spec = served_model(model[0])
+        updates["model"] = first_spec
+        if first_id is not None:
+            updates["model_id"] = first_id
+        extra = dict(settings.server.models)
+        for given in model[1:]:
+            served_id, spec = served_model(given)
+            extra[served_id or spec] = spec
+        updates["models"] = extra
     server = settings.server.model_copy(update=updates)
     run_server(settings.model_copy(update={"server": server}))
+
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def served_model(value: str) -> tuple[str | None, str]:
+    """``ID=SPEC`` or ``SPEC`` -> (id or None, spec). An id has no ``:`` or ``/``, so a spec
+    holding ``=`` (a URL query, a scripted text) is never mistaken for one.
+
+    >>> served_model("qwen=openai:qwen2.5@http://gpu:8000/v1")
+    ('qwen', 'openai:qwen2.5@http://gpu:8000/v1')
+    >>> served_model("scripted:a=b")
+    (None, 'scripted:a=b')
+    """
+    name, sep, spec = value.partition("=")
+    if sep and spec and _ID.fullmatch(name):
+        return name, spec
+    return None, value
 
 
 def _key_store() -> Any:

@@ -8,7 +8,8 @@ third-party package adds a backend the same way::
 
 A model spec is ``BACKEND`` or ``BACKEND:NAME``: ``local``, ``local:/models/x.gguf``,
 ``openai:gpt-4o-mini``, ``anthropic:claude-3-5-haiku-latest``, ``scripted``. A bare path to a
-``.gguf`` file means ``local:PATH``.
+``.gguf`` file means ``local:PATH``; a spec whose backend is named (``local-batched:PATH``)
+keeps it.
 """
 
 from __future__ import annotations
@@ -83,10 +84,10 @@ def get_model(spec: str | None = None, *, settings: Settings | None = None) -> C
     """
     settings = settings or get_settings()
     spec = spec or settings.model
-    if spec.endswith(".gguf") and not spec.startswith("local:"):
-        spec = f"local:{spec}"
-    backend, _, name = spec.partition(":")
     available = backends()
+    if spec.endswith(".gguf") and spec.partition(":")[0] not in available:
+        spec = f"local:{spec}"  # a bare path; ``local-batched:/m/x.gguf`` keeps its backend
+    backend, _, name = spec.partition(":")
     if backend not in available:
         raise ConfigError(
             f"Unknown model backend {backend!r} in model spec {spec!r}. "

@@ -25,7 +25,7 @@ from lamina.models.base import ChatModel
 from lamina.server.embeddings import Embedder, EmbedderCache
 from lamina.server.errors import error_body, error_response
 from lamina.server.keys import KeyStore
-from lamina.server.middleware import EdgeMiddleware
+from lamina.server.middleware import BodyLimitMiddleware, EdgeMiddleware
 from lamina.server.pool import ModelPool
 from lamina.server.routes import routers
 from lamina.server.state import ServerState
@@ -48,9 +48,10 @@ def create_app(
 ) -> FastAPI:
     """The OpenAI-compatible server.
 
+    Clients may name only the models the operator configured (``server.model_id`` for the
+    default, ``server.models``, ``server.embedding_models``; see :mod:`lamina.server.pool`).
     ``models`` serves given ChatModel instances under the given ids (the default id
-    included, ``server.model_id``); other ids resolve through ``get_model``. ``embedders``
-    likewise; otherwise ``lamina.models.embeddings.get_embedder`` is used when installed.
+    included); ``embedders`` likewise, beside the configured embedding models.
     ``warm_up`` loads the default model's weights at startup rather than on the first request.
     """
     settings = settings or get_settings()
@@ -95,6 +96,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     _add_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_bytes)
     app.add_middleware(EdgeMiddleware, state=state)
     if settings.server.cors_origins:  # added last, so outermost: preflights need no key
         app.add_middleware(
@@ -149,10 +151,13 @@ def serve(settings: Settings | None = None, app: Any = None) -> None:
     settings = settings or get_settings()
     cfg = settings.server
     configure_logging(cfg.log_level)
+    from lamina.server.protocol import LaminaH11Protocol
+
     uvicorn.run(
         app or create_app(settings),
         host=cfg.host,
         port=cfg.port,
+        http=LaminaH11Protocol,
         access_log=False,  # the edge middleware logs each request, without secrets
         log_config=None,
         timeout_graceful_shutdown=int(cfg.shutdown_grace_s),

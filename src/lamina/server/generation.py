@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from lamina.errors import LaminaError
+from lamina.errors import InvalidRequestError, LaminaError
+from lamina.models.base import ChatModel
 from lamina.server.errors import RequestTimeout
 from lamina.server.pool import Served
 from lamina.types import (
@@ -35,7 +36,33 @@ from lamina.types import (
 if TYPE_CHECKING:
     from lamina.server.state import ServerState
 
-__all__ = ["Generation"]
+__all__ = ["Generation", "preflight"]
+
+
+async def preflight(model: ChatModel, messages: list[Message], options: ChatOptions) -> None:
+    """Validate a request against its model before it queues, in a worker thread.
+
+    Rendering and tokenizing a prompt is CPU work proportional to its size (seconds for
+    megabytes): done here, off the event loop, an oversized prompt is refused (400) without
+    stalling other requests or taking a slot; the model's own check then sees a prompt that
+    fits, which is quick. A ``max_tokens`` above the whole context window of a model that counts
+    tokens exactly is refused rather than silently cut.
+    """
+    prepare = getattr(model, "prepare", None)
+    if callable(prepare):
+        await asyncio.to_thread(prepare, messages, options)
+    asked = "max_tokens" in options.model_fields_set
+    if (
+        asked
+        and getattr(model, "exact_tokens", False)
+        and options.max_tokens > model.context_window
+    ):
+        raise InvalidRequestError(
+            f"max_tokens={options.max_tokens} is more than {model.name!r} can ever produce: "
+            f"its whole context window is {model.context_window} tokens, prompt included. "
+            f"Ask for at most {model.context_window} (the reply ends with finish_reason "
+            f"'length' when the window fills up first)."
+        )
 
 
 class Generation:

@@ -16,10 +16,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lamina.server.errors import error_body
+from lamina.server.errors import BodyTooLargeError, error_body
 from lamina.server.state import ANONYMOUS, ServerState
 
-__all__ = ["EdgeMiddleware"]
+__all__ = ["BodyLimitMiddleware", "EdgeMiddleware"]
 
 log = logging.getLogger("lamina.server.access")
 
@@ -124,3 +124,69 @@ class EdgeMiddleware:
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over ``limit`` bytes, before any of it is parsed.
+
+    A declared ``Content-Length`` over the limit is refused without reading the body; a
+    chunked body is read as it arrives and refused as soon as it passes the limit, so at most
+    ``limit`` bytes are ever held. The body is then handed on whole; later ``receive`` calls go
+    to the client, so a disconnect still reaches the route.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(send)
+            return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left before sending it all
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        whole: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        del chunks
+        await self.app(scope, _replay([whole], receive), send)
+
+    async def _refuse(self, send: Send) -> None:
+        error = BodyTooLargeError(self.limit)
+        body = json.dumps(error_body(str(error), 413, error.code)).encode()
+        headers: list[Any] = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _replay(first: list[Message], receive: Receive) -> Receive:
+    pending = list(first)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed

@@ -1,7 +1,10 @@
 """The OpenAI wire format: request bodies in, response bodies and stream chunks out.
 
 Requests accept (and ignore) fields Lamina has no use for, so the official SDK works unchanged;
-fields it cannot honour (``n`` > 1, tools, echo) are refused with a 400 that says so.
+fields it cannot honour (``n`` > 1, tools, echo) are refused with a 400 that says so. Every
+string in a request must be valid Unicode: JSON can spell a lone surrogate (``"\\ud800"``),
+which no tokenizer or encoder accepts, so it is a 400 naming where it is. Numbers must be
+finite (``NaN`` is valid Python JSON, not a temperature).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lamina.errors import InvalidRequestError
 from lamina.types import ChatOptions, Completion, Delta, FinishReason, Message, TokenLogprob
@@ -27,8 +30,49 @@ __all__ = [
 ]
 
 
+#: The largest token count a request may name: what a C int holds in the engines below.
+MAX_TOKENS = 2**31 - 1
+
+
+def lone_surrogate(value: Any, where: str = "body") -> str | None:
+    """Where a lone surrogate sits in a decoded JSON value, or None.
+
+    >>> lone_surrogate({"messages": [{"content": "ok"}, {"content": "bad \\ud800"}]})
+    'body.messages[1].content, character 4'
+    >>> lone_surrogate(["fine", "\\U0001f600"]) is None
+    True
+    """
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")  # in C: only surrogates fail to encode
+                except UnicodeEncodeError as error:
+                    return f"{path}, character {error.start}"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                stack.append((key, f"{path} key"))
+                stack.append((child, f"{path}.{key}"))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+    return None
+
+
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = lone_surrogate(data)
+        if where is not None:
+            raise ValueError(
+                f"a string holds a lone UTF-16 surrogate ({where}), which is not valid "
+                f"Unicode; send the character's full surrogate pair or its UTF-8 form"
+            )
+        return data
 
 
 class ContentPart(BaseModel):
@@ -65,9 +109,9 @@ class _Sampling(_Request):
     model: str = ""
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int | None = Field(None, ge=0, description="Lamina extension.")
-    seed: int | None = None
-    max_tokens: int | None = Field(None, ge=1)
+    top_k: int | None = Field(None, ge=0, le=MAX_TOKENS, description="Lamina extension.")
+    seed: int | None = Field(None, ge=-(2**63), lt=2**64)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
     stop: str | list[str] | None = None
     n: int = 1
     stream: bool = False
@@ -96,7 +140,7 @@ class ChatRequest(_Sampling):
     """POST /v1/chat/completions."""
 
     messages: list[ChatMessageIn]
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
     response_format: dict[str, Any] | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)

@@ -34,7 +34,10 @@ def test_batches_orders_and_normalises(fast: Settings, monkeypatch: pytest.Monke
             [Reply(200, _vectors(texts[:2])), Reply(200, _vectors(texts[2:4], 2))]
         )
         server.replies.append(Reply(200, _vectors(texts[4:], 4)))
-        embedder = OpenAIEmbedder("m", base_url=server.url + "/v1", batch_size=2, settings=fast)
+        # OPENAI_API_KEY goes only to openai.base_url, so this server is the configured one.
+        openai = fast.openai.model_copy(update={"base_url": server.url + "/v1"})
+        configured = fast.model_copy(update={"openai": openai})
+        embedder = OpenAIEmbedder("m", batch_size=2, settings=configured)
         vectors = embedder.embed_documents(texts)
     assert [r.path for r in server.requests] == ["/v1/embeddings"] * 3
     assert [r.body["input"] for r in server.requests] == [["a", "b"], ["c", "d"], ["e"]]

@@ -2,9 +2,11 @@
 
 Spec: ``openai:MODEL`` uses the ``openai.base_url`` setting; ``openai:MODEL@URL`` names the
 server inline, e.g. ``openai:nomic-embed-text@http://localhost:11434/v1``. The key comes from
-the variable named by ``openai.api_key_env`` (``OPENAI_API_KEY``); it is required only for
-api.openai.com. Inputs go in batches of ``batch_size``; each batch is retried on 429, 5xx and
-connection errors with the settings' retry policy.
+the variable named by ``openai.api_key_env`` (``OPENAI_API_KEY``) and is sent only to
+``openai.base_url``; another URL gets the key ``openai.endpoint_keys`` names for it, or none
+(:func:`lamina.models.http.api_key_for`). A key is required only for api.openai.com. Inputs go
+in batches of ``batch_size``; each batch is retried on 429, 5xx and connection errors with the
+settings' retry policy.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from lamina.errors import (
     TransientError,
 )
 from lamina.models.embeddings.base import Vectors, normalize
-from lamina.models.http import HTTPErrors, error_detail
-from lamina.models.openai import auth_headers, split_spec
+from lamina.models.http import HTTPErrors, auth_headers, error_detail
+from lamina.models.openai import split_spec
 from lamina.models.retry import RetryPolicy, parse_retry_after
 from lamina.settings import Settings, get_settings
 

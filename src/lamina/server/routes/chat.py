@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from lamina.errors import LaminaError
 from lamina.server.errors import error_body, status_of
-from lamina.server.generation import Generation
+from lamina.server.generation import Generation, preflight
 from lamina.server.routes._deps import ClientGone, admit_key, server_state, unless_disconnected
 from lamina.server.schemas import (
     ChatRequest,
@@ -40,6 +40,7 @@ async def _start(
 ) -> Generation:
     served = state.pool.get(model)
     request.state.model = served.id
+    await preflight(served.model, messages, options)
     generation = Generation(state, served, messages, options, key=key)
     try:
         await generation.start()
@@ -61,7 +62,8 @@ async def _events(
                 if delta.text or delta.finish_reason or delta.logprob:
                     yield event(chunk(delta, None))
         except LaminaError as exc:  # after the first token only the stream can say it
-            yield event(error_body(str(exc), status_of(exc), type(exc).__name__))
+            code = getattr(exc, "code", None) or type(exc).__name__
+            yield event(error_body(str(exc), status_of(exc), code))
             return
         if include_usage:
             yield event(chunk(None, usage_body(Delta(usage=generation.usage))))

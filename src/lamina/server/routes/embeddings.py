@@ -1,15 +1,25 @@
-"""POST /v1/embeddings, against any :class:`~lamina.server.embeddings.Embedder`."""
+"""POST /v1/embeddings, against any :class:`~lamina.server.embeddings.Embedder`.
+
+A request holds at most ``server.max_embedding_inputs`` texts. They are embedded in turns of
+``server.embedding_batch`` texts, each turn queueing afresh at the model's admission gate (a
+FIFO), so a small request that arrives behind a large one waits for one turn, not for the whole
+of it. The embedding and the JSON of the answer (hundreds of thousands of floats) are made in
+worker threads: the event loop, and with it every stream and /health, never waits on them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+import numpy.typing as npt
+from fastapi import APIRouter, Depends, Request, Response
 
 from lamina.errors import InvalidRequestError, ProviderError
+from lamina.server.embeddings import Embedder
 from lamina.server.errors import RequestTimeout
 from lamina.server.limits import Admission
 from lamina.server.routes._deps import admit_key, server_state
@@ -32,43 +42,67 @@ async def embeddings(
     request: Request,
     state: ServerState = Depends(server_state),
     key: str = Depends(admit_key),
-) -> dict[str, Any]:
+) -> Response:
+    cfg = state.settings.server
     texts = body.texts()
-    embedder = state.embedders(body.model)
-    model_id = body.model or embedder.name
+    if len(texts) > cfg.max_embedding_inputs:
+        raise InvalidRequestError(
+            f"The request holds {len(texts)} inputs; at most {cfg.max_embedding_inputs} are "
+            f"accepted per request (server.max_embedding_inputs). Split it into several requests."
+        )
+    model_id, embedder = state.embedders(body.model)
     request.state.model = model_id
     if body.dimensions is not None and body.dimensions != embedder.dimension:
         raise InvalidRequestError(
             f"{model_id!r} makes {embedder.dimension}-dimensional vectors; "
             f"dimensions={body.dimensions} is not supported."
         )
-    timeout = state.settings.server.request_timeout_s
+    admission = _admission(state, model_id)
+    timeout = cfg.request_timeout_s
+    parts: list[npt.NDArray[np.float32]] = []
     try:
-        async with asyncio.timeout(timeout), _admission(state, model_id).slot():
+        async with asyncio.timeout(timeout):
             with state.tracer.start_as_current_span(
                 "embed", attributes={"lamina.texts": len(texts)}
             ):
-                raw = await asyncio.to_thread(embedder.embed_documents, texts)
+                for start in range(0, len(texts), cfg.embedding_batch):
+                    batch = texts[start : start + cfg.embedding_batch]
+                    async with admission.slot():
+                        parts.append(await asyncio.to_thread(_embed, embedder, batch))
     except TimeoutError:
         raise RequestTimeout(timeout, "embedding") from None
-    vectors = np.asarray(raw, dtype=np.float32)
+    payload = await asyncio.to_thread(
+        _answer, np.concatenate(parts), texts, model_id, body.encoding_format
+    )
+    return Response(payload, media_type="application/json")
+
+
+def _embed(embedder: Embedder, texts: list[str]) -> npt.NDArray[np.float32]:
+    vectors = np.asarray(embedder.embed_documents(texts), dtype=np.float32)
     if vectors.shape != (len(texts), embedder.dimension):
         raise ProviderError(
             f"Embedder {embedder.name!r} returned shape {vectors.shape}, "
             f"expected ({len(texts)}, {embedder.dimension})."
         )
+    return vectors
+
+
+def _answer(
+    vectors: npt.NDArray[np.float32], texts: list[str], model_id: str, encoding: str
+) -> bytes:
     data = []
     for i, vector in enumerate(vectors):
         value: Any = (
             base64.b64encode(vector.astype("<f4").tobytes()).decode()
-            if body.encoding_format == "base64"
+            if encoding == "base64"
             else vector.tolist()
         )
         data.append({"object": "embedding", "index": i, "embedding": value})
     tokens = sum(max(1, len(t) // 4) for t in texts)  # an estimate: embedders expose no count
-    return {
+    body = {
         "object": "list",
         "data": data,
         "model": model_id,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
+    return json.dumps(body).encode()

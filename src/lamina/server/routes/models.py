@@ -1,4 +1,4 @@
-"""GET /v1/models and GET /v1/models/{id}."""
+"""GET /v1/models and GET /v1/models/{id}: the ids the operator configured, nothing else."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from lamina.server.errors import NotServedError
+from lamina.server.errors import NotServedError, not_served_message
 from lamina.server.routes._deps import server_state
 from lamina.server.state import ServerState
 
@@ -27,6 +27,7 @@ async def list_models(state: ServerState = Depends(server_state)) -> dict[str, A
 async def get_model_card(
     model_id: str, state: ServerState = Depends(server_state)
 ) -> dict[str, Any]:
-    if model_id not in state.pool.ids() and model_id not in state.embedders.ids():
-        raise NotServedError(f"Model {model_id!r} is not served here. See GET /v1/models.")
+    ids = list(dict.fromkeys([*state.pool.ids(), *state.embedders.ids()]))
+    if model_id not in ids:
+        raise NotServedError(not_served_message(model_id, ids))
     return _card(model_id)

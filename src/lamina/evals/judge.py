@@ -3,7 +3,8 @@
 The four metrics of Ragas 0.2 (``ragas.metrics``), each a number in 0..1:
 
 - **faithfulness**: the answer is broken into standalone statements; the judge says for each
-  whether it can be inferred from the retrieved contexts. Score = supported / statements.
+  whether it can be inferred from the retrieved contexts. Score = supported / statements
+  (repeated statements count once).
 - **answer_relevancy**: the judge writes the question the answer answers and says whether the
   answer is noncommittal. Score = cosine(question, generated question) with the embedder,
   0 when noncommittal. (Ragas asks ``strictness=3`` times at temperature 1e-8, i.e. the same
@@ -96,7 +97,7 @@ def average_precision(verdicts: Sequence[int]) -> float:
         if verdict:
             hits += 1
             total += hits / k
-    return total / (hits + 1e-10) if hits else 0.0
+    return total / hits if hits else 0.0  # Ragas: the same, with 1e-10 against 0/0
 
 
 @dataclass
@@ -211,7 +212,8 @@ class Judge:
         statements = reply.get("statements") if isinstance(reply, dict) else None
         if not isinstance(statements, list) or not all(isinstance(s, str) for s in statements):
             raise JudgeReplyError(f"no list of statements: {json.dumps(reply)[:160]}")
-        statements = [s.strip() for s in statements if s.strip()]
+        # A small judge repeats itself ("GUF", "GUF", ...): a statement counts once.
+        statements = list(dict.fromkeys(s.strip() for s in statements if s.strip()))
         if not statements:
             return None  # Ragas: NaN when the answer has no statements
         verdicts = self._verdicts(

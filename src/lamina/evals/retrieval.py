@@ -53,7 +53,7 @@ def sentence_query(text: str, rng: random.Random, min_words: int = 6) -> str:
     >>> sentence_query("Short. This sentence has enough words in it.", random.Random(0))
     'This sentence has enough words in it.'
     """
-    sentences = [text[a:b].strip() for a, b in split_sentences(text)]
+    sentences = [" ".join(text[a:b].split()) for a, b in split_sentences(text)]
     long_enough = [s for s in sentences if len(s.split()) >= min_words]
     if long_enough:
         return rng.choice(long_enough)

@@ -60,11 +60,13 @@ def test_answer_relevancy_is_the_cosine_zeroed_when_noncommittal() -> None:
 
 
 def test_context_precision_is_average_precision_of_per_context_verdicts() -> None:
-    model = scripted([json.dumps({"reason": "r", "verdict": v}) for v in (0, 1)])
+    model = scripted([verdicts(0, 1)])
     judged = Judge(model, HashEmbedder()).score(SAMPLE, ["context_precision"])
     assert judged.values["context_precision"] == pytest.approx(0.5)
     assert judged.details["context_verdicts"] == [0, 1]
-    assert "Answer: GGML. It was replaced" in model.history[0][-1].content  # the reference
+    prompt = model.history[0][-1].content
+    assert "Answer: GGML. It was replaced" in prompt  # the reference
+    assert "Context 2: LoRA freezes weights." in prompt  # every context, in rank order
     assert average_precision([1, 0, 1]) == pytest.approx((1 + 2 / 3) / 2)
 
 
@@ -82,7 +84,7 @@ def test_a_bad_reply_is_recorded_per_metric_and_the_rest_goes_on() -> None:
             json.dumps({"statements": ["One.", "Two."]}),
             verdicts(1),  # one verdict for two statements
             "not json at all",  # answer relevancy
-            IncompleteOutputError('{"reason": "cut', 112),  # context precision, first context
+            IncompleteOutputError('{"verdicts": [{"reason": "cut', 160),  # context precision
             verdicts(1, 1, key="classifications", name="attributed"),
         ]
     )
@@ -91,7 +93,7 @@ def test_a_bad_reply_is_recorded_per_metric_and_the_rest_goes_on() -> None:
     assert "expected 2 verdicts" in judged.errors["faithfulness"]
     assert judged.values["answer_relevancy"] is None
     assert "not JSON" in judged.errors["answer_relevancy"]
-    assert "cut off at max_tokens=112" in judged.errors["context_precision"]
+    assert "cut off at max_tokens=160" in judged.errors["context_precision"]
     assert judged.values["context_recall"] == 1.0 and "context_recall" not in judged.errors
 
 
@@ -126,7 +128,7 @@ def test_evaluate_adds_judged_metrics_where_they_apply(index: Index, tmp_path: P
                                "noncommittal": 0})  # fmt: skip
         if "classify if the sentence" in prompt:
             return verdicts(1, key="classifications", name="attributed")
-        return json.dumps({"reason": "useful", "verdict": 1})
+        return verdicts(*[1] * prompt.count("\nContext "))
 
     judge_model = scripted([reply] * 20)
     result = evaluate(

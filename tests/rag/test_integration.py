@@ -75,7 +75,7 @@ def test_cli_ask_json(corpus_index: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload) == {"answer", "found", "citations", "usage", "timings_ms"}
+    assert set(payload) == {"answer", "found", "citations", "usage", "timings_ms", "run_id"}
     assert payload["found"] and "##" in payload["answer"]
     assert set(payload["citations"][0]) == {
         "n",

@@ -121,9 +121,43 @@ def ask(
     with _open_index(index, docs) as opened:
         pipeline = _pipeline(opened, model, strategy, collection)
         if as_json:
-            typer.echo(json.dumps(pipeline.ask(question).public(), ensure_ascii=False))
+            answer = pipeline.ask(question)
+            payload = answer.public()
+            if run_id := _record_run(answer, pipeline.model.name, strategy):
+                payload["run_id"] = run_id
+            typer.echo(json.dumps(payload, ensure_ascii=False))
             return
-        _print_sources(_stream_answer(pipeline.stream(question)))
+        answer = _stream_answer(pipeline.stream(question))
+        _print_sources(answer)
+        _record_run(answer, pipeline.model.name, strategy)
+
+
+def _record_run(answer: Any, model: str, strategy: str) -> str | None:
+    """Keep the answer for ``lamina feedback``; a store that cannot be written costs a note on
+    stderr, never the answer."""
+    import sqlite3
+
+    from lamina.errors import ConfigError
+    from lamina.feedback import FeedbackStore
+
+    citations = [
+        c.model_dump(include={"n", "source", "page", "start", "end", "quote"})
+        for c in answer.citations
+    ]
+    try:
+        run_id = FeedbackStore().record(
+            "ask",
+            answer.question,
+            answer.answer,
+            model=model,
+            citations=citations,
+            meta={"strategy": strategy, "found": answer.found},
+        )
+    except (OSError, sqlite3.Error, ConfigError) as exc:
+        err.print(f"(answer not recorded for feedback: {exc})", highlight=False)
+        return None
+    err.print(f"run id: {run_id} (rate it: lamina feedback {run_id} up|down)", highlight=False)
+    return run_id
 
 
 def grounded_chat(index: Path, model: str | None, strategy: str = "extract") -> None:

@@ -13,9 +13,11 @@ server turn these into exit codes and HTTP statuses at the edge; nothing below t
     ├── ContextOverflowError     a prompt does not fit the model's context window
     ├── InvalidRequestError      the request itself is wrong (bad options, bad schema)
     │   ├── UploadTooLargeError      (server.uploads) an upload over the size limit
-    │   └── BodyTooLargeError        (server.errors) a request body over the limit: 413
+    │   ├── BodyTooLargeError        (server.errors) a request body over the limit: 413
+    │   └── DatasetError             (tuning.errors) training data with bad records, by line
     ├── IncompleteOutputError    structured output cut off by max_tokens before it closed
     ├── LoadError                (retrieval.errors) a document cannot be read; it is skipped
+    ├── TuningError              (tuning.errors) a fine-tuning run cannot start, resume, export
     ├── NotServedError           (server.errors) a model id the operator did not configure
     ├── ModelUnavailableError    (server.errors) a configured model failed to load: 503
     ├── NotImplementedFeature    (server.errors) an API feature Lamina does not offer: 501

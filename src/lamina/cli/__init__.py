@@ -8,12 +8,13 @@ options, progress bars, the chat loop); each other module registers one group of
 - ``rag``: ask, grounded chat
 - ``eval``: eval gen, ppl, rag, retrieval, compare
 - ``server``: serve, keys, traces
+- ``tune``: tune sft, dpo, dataset; feedback
 - ``doctor``: the installation check
 
 Errors become messages and exit codes here, nowhere deeper.
 """
 
-from lamina.cli import doctor, eval, models, rag, retrieval, server
+from lamina.cli import doctor, eval, models, rag, retrieval, server, tune
 from lamina.cli.app import app, main
 
-__all__ = ["app", "doctor", "eval", "main", "models", "rag", "retrieval", "server"]
+__all__ = ["app", "doctor", "eval", "main", "models", "rag", "retrieval", "server", "tune"]

@@ -36,7 +36,7 @@ endif
 LLAMA_CMAKE_ARGS ?= $(LLAMA_CPU_ARGS)
 export LLAMA_CMAKE_ARGS
 
-.PHONY: install demo test test-fast check format bench clean FORCE
+.PHONY: install demo tune-demo test test-fast check format bench clean FORCE
 
 install: $(STAMP)
 
@@ -71,6 +71,17 @@ demo: $(STAMP)
 	$(BIN)/lamina ask "Who won the 2018 FIFA World Cup?" --index build/demo-index
 	# The bundled model writing the answer itself; unsupported sentences are dropped.
 	$(BIN)/lamina ask "What does LoRA freeze?" --index build/demo-index --strategy generate
+
+# Fine-tuning on the CPU, offline (a few minutes on 2 cores): teach the bundled model facts
+# it cannot know (samples/tuning/facts.jsonl), compare base and tuned answers to paraphrased
+# questions it never saw (facts_eval.jsonl), then run the exported GGUF like any model.
+tune-demo: $(STAMP)
+	rm -rf build/tune-demo
+	$(BIN)/lamina tune sft --data samples/tuning/facts.jsonl --eval samples/tuning/facts_eval.jsonl \
+		--out build/tune-demo --epochs 6 --lr 1e-3
+	$(BIN)/lamina generate "What is the national sport of Velmora?" --temperature 0 --max-tokens 40
+	$(BIN)/lamina generate -m local:build/tune-demo/model.gguf \
+		"What is the national sport of Velmora?" --temperature 0 --max-tokens 40
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -207,10 +207,11 @@ class LoaderSettings(BaseModel):
     max_document_chars: int = Field(
         20_000_000, ge=1, description="Most characters of text one document may yield."
     )
-    max_archive_bytes: int = Field(
+    max_uncompressed_bytes: int = Field(
         256 * 1024 * 1024,
         ge=1,
-        description="Most uncompressed bytes in a zip-based file (DOCX), checked before parsing.",
+        description="Most bytes a document's compressed parts may expand to (DOCX zip members, "
+        "checked before parsing; PDF page contents).",
     )
     max_compression_ratio: float = Field(
         100.0,
@@ -218,10 +219,10 @@ class LoaderSettings(BaseModel):
         description="Highest uncompressed/compressed ratio of a zip member over 1 MiB.",
     )
     max_pdf_stream_bytes: int = Field(
-        64 * 1024 * 1024, ge=1, description="Most bytes one decompressed PDF stream may hold."
+        16 * 1024 * 1024, ge=1, description="Most bytes one decompressed PDF stream may hold."
     )
     max_html_depth: int = Field(
-        2000, ge=1, description="Deepest element nesting read from an HTML file."
+        512, ge=1, description="Deepest element nesting read from an HTML file (as Chromium)."
     )
 
 

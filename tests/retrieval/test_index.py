@@ -8,12 +8,16 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from lamina.errors import ConfigError, InvalidRequestError
 from lamina.retrieval.index import Index
+from lamina.retrieval.ingest import Ingestor
 from lamina.retrieval.store.sqlite import DB_NAME, MIGRATIONS, SQLiteStore
 from tests.retrieval.fakes import HashEmbedder
 
@@ -219,3 +223,137 @@ def test_sigkill_mid_ingest_leaves_a_consistent_resumable_store(tmp_path: Path) 
     statuses = [r["status"] for r in SQLiteStore(index_dir).runs()]
     assert "interrupted" in statuses and statuses[-1] == "done"
     assert json.dumps(resumed.as_dict())
+
+
+# --- issue 9: one bad record, duplicates, empty indexes, rebuilds per burst -------------------
+
+
+def _jsonl(path: Path, records: list[str]) -> Path:
+    path.write_text("\n".join(records) + "\n", encoding="utf-8")
+    return path
+
+
+def _record(i: int, text: str | None = None) -> str:
+    body = text if text is not None else f"Record {i} is about topic {i % 7} and nothing else."
+    return json.dumps({"_id": f"r{i}", "title": f"Title {i}", "text": body})
+
+
+def test_a_lone_surrogate_record_is_normalised_and_the_rest_ingests(tmp_path: Path) -> None:
+    records = [_record(i) for i in range(150)]
+    records[100] = '{"_id": "r100", "title": "Bad", "text": "half a pair: \\ud800 here"}'
+    corpus = _jsonl(tmp_path / "corpus.jsonl", records)
+    index = open_index(tmp_path / "idx")
+    summary = index.ingest([corpus])
+    assert (summary.added, summary.skipped) == (150, [])
+    hit = index.search("half a pair", k=1, mode="bm25")[0]
+    assert hit.chunk.source.endswith("#r100") and "\ufffd" in hit.text
+    again = index.ingest([corpus])  # not stuck: everything is there
+    assert (again.added, again.unchanged, again.skipped) == (0, 150, [])
+
+
+class ChokingEmbedder(HashEmbedder):
+    """Fails like a tokenizer on one input, as third-party code does on what it cannot take."""
+
+    def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        if any("POISON" in t for t in texts):
+            raise TypeError("TextEncodeInput must be Union[TextInputSequence, ...]")
+        return super().embed_documents(texts)
+
+
+def test_a_record_the_embedder_chokes_on_is_reported_with_file_and_line(tmp_path: Path) -> None:
+    records = [_record(i) for i in range(150)]
+    records[99] = _record(99, "This one holds POISON for the embedder.")
+    corpus = _jsonl(tmp_path / "corpus.jsonl", records)
+    index = Index(tmp_path / "idx", embedder=ChokingEmbedder())
+    summary = index.ingest([corpus])
+    assert summary.added == 149
+    (skipped,) = summary.skipped
+    assert skipped.source == f"{corpus.resolve()}:100"
+    assert "TypeError" in skipped.reason and "the rest was ingested" in skipped.reason
+    assert index.count() == (149, summary.chunks)
+    again = index.ingest([corpus])  # the file is done: a rerun is not stuck on the record
+    assert (again.added, again.unchanged) == (0, 149)
+
+
+def test_a_failing_embedder_stops_the_ingest_instead_of_skipping_everything(
+    tmp_path: Path, corpus: Path
+) -> None:
+    from lamina.errors import ProviderError
+
+    class Down(HashEmbedder):
+        def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+            raise ProviderError("the embedding server is down")
+
+    with pytest.raises(ProviderError, match="down"):
+        Index(tmp_path / "idx", embedder=Down()).ingest([corpus])
+
+
+def test_duplicate_ids_are_reported_not_silently_replaced(tmp_path: Path) -> None:
+    records = [_record(1), _record(2), _record(3), _record(2, "A second record with id r2.")]
+    corpus = _jsonl(tmp_path / "corpus.jsonl", records)
+    index = open_index(tmp_path / "idx")
+    summary = index.ingest([corpus])
+    assert summary.added == 3 and index.count()[0] == 3
+    (skipped,) = summary.skipped
+    assert skipped.source.endswith("corpus.jsonl:4")
+    assert "duplicate _id 'r2'" in skipped.reason and "line 2" in skipped.reason
+    assert all("second record" not in h.text for h in index.search("record", k=5, mode="bm25"))
+
+
+def test_searching_an_empty_or_unfinished_index_says_so(tmp_path: Path, corpus: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lamina.cli import app
+
+    index = open_index(tmp_path / "idx")
+    index.ingest([corpus], include=["*.none"])  # nothing matches: an empty index
+    with pytest.raises(InvalidRequestError, match="holds no documents"):
+        index.check_searchable()
+    run = index.store.begin_run()  # an ingest that died: its run never ended
+    assert index.unfinished() is not None and "still running" in str(index.unfinished())
+    index.store.end_run(run, {}, "failed")
+    index.close()
+    result = CliRunner().invoke(app, ["search", "anything", "--index", str(tmp_path / "idx")])
+    assert result.exit_code == 1
+    assert "holds no documents" in result.output and "failed" in result.output
+
+
+def test_an_unfinished_ingest_is_a_warning_on_search(tmp_path: Path, corpus: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lamina.cli import app
+
+    Index(tmp_path / "idx").ingest([corpus])  # the bundled MiniLM, as the CLI uses it
+    with Index(tmp_path / "idx") as index:
+        index.store.begin_run()  # a second ingest, killed
+    result = CliRunner().invoke(app, ["search", "vector search", "--index", str(tmp_path / "idx")])
+    assert result.exit_code == 0, result.output
+    assert "may be incomplete" in result.output and "vector search" in result.output
+
+
+def test_a_reader_rebuilds_once_per_burst_not_per_batch(tmp_path: Path, corpus: Path) -> None:
+    reader = open_index(tmp_path / "idx")
+    reader.ingest([write_corpus(tmp_path / "first", 5)])
+    assert reader.search("vector search", k=1)
+    built: list[int] = []
+    searcher = reader.searcher
+    original = searcher._build
+
+    def counting() -> object:
+        derived = original()
+        built.append(derived.generation)
+        return derived
+
+    searcher._build = counting  # type: ignore[method-assign]
+    writer = open_index(tmp_path / "idx")
+    store_add = writer.store.add_many
+
+    def add_and_search(*args: object, **kwargs: object) -> None:
+        store_add(*args, **kwargs)  # type: ignore[arg-type]
+        reader.search("vector search", k=1)  # a query after every committed batch
+
+    writer.store.add_many = add_and_search  # type: ignore[method-assign]
+    Ingestor(writer.store, writer.embedder, writer.chunker, batch=5).ingest([corpus])
+    assert built == []  # 8 batches committed, no rebuild while the run was going
+    hits = reader.search("fine tuning item 39", k=3)
+    assert len(built) == 1 and any("39" in h.text for h in hits)  # one rebuild after it

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lamina.errors import LaminaError
 from lamina.retrieval import LoadedDocument, LoadError, iter_jsonl, load
+from lamina.retrieval.documents import Block, Document
+from lamina.retrieval.loaders import finish
+from lamina.settings import LoaderSettings
+from tests.hostile.bombs import docx_bomb, nested_html, raw_pdf, text_page
 from tests.retrieval.files import make_docx, make_pdf
 
 
@@ -284,7 +291,7 @@ def test_jsonl_bad_lines_raise_or_are_reported(tmp_path: Path) -> None:
 # --- bad input: every case is a LoadError naming the file and the reason ----------------------
 
 
-def expect_load_error(path: Path, *fragments: str, **kwargs: str) -> LoadError:
+def expect_load_error(path: Path, *fragments: str, **kwargs: Any) -> LoadError:
     with pytest.raises(LoadError) as caught:
         load(path, **kwargs)
     error = caught.value
@@ -384,3 +391,138 @@ def test_missing_file_directory_and_unsupported_formats(tmp_path: Path) -> None:
 def test_iter_jsonl_missing_file(tmp_path: Path) -> None:
     with pytest.raises(LoadError, match="cannot be read"):
         list(iter_jsonl(tmp_path / "nope.jsonl"))
+
+
+# --- issue 9: limits, bombs, one normalisation boundary ---------------------------------------
+
+
+def test_deep_html_is_refused_in_linear_time_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "deep.html"
+    path.write_text(nested_html(100_000))  # 1.2 MB that took minutes to parse
+    started = time.perf_counter()
+    error = expect_load_error(path, "nest more than 512 deep", "loaders.max_html_depth")
+    assert time.perf_counter() - started < 5, error  # a generous bound: the check is one pass
+
+
+def test_html_under_the_depth_limit_and_unclosed_paragraphs_load(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.html"
+    deep.write_text(nested_html(400))
+    assert load(deep).text.split() == ["x"] * 400
+    flat = tmp_path / "paragraphs.html"
+    flat.write_text("<body>" + "<p>para" * 5000 + "</body>")  # implied ends: depth 1
+    assert len(load(flat).blocks) == 5000
+
+
+def test_html_depth_limit_is_a_setting(tmp_path: Path) -> None:
+    path = tmp_path / "deep.html"
+    path.write_text(nested_html(100))
+    expect_load_error(path, "more than 50 deep", limits=LoaderSettings(max_html_depth=50))
+
+
+def test_a_docx_bomb_is_refused_before_it_is_inflated(tmp_path: Path) -> None:
+    path = docx_bomb(tmp_path / "bomb.docx", 64 << 20)  # 64 MiB of NUL in ~70 kB
+    assert path.stat().st_size < 200_000
+    expect_load_error(path, "compressed", "times", "loaders.max_compression_ratio")
+    huge = docx_bomb(tmp_path / "huge.docx", 3 << 20)
+    expect_load_error(
+        huge,
+        "more than 1048576 bytes",
+        "loaders.max_uncompressed_bytes",
+        limits=LoaderSettings(max_uncompressed_bytes=1 << 20, max_compression_ratio=1e9),
+    )
+
+
+def test_a_docx_under_the_limits_still_loads(tmp_path: Path) -> None:
+    path = docx_bomb(tmp_path / "ok.docx", 0, text="Body text.")
+    assert load(path).text == "Body text."
+
+
+def test_a_pdf_whose_streams_expand_too_far_is_refused_fast(tmp_path: Path) -> None:
+    spaces = b" " * (15 << 20)  # 15 MiB of whitespace per page, 15 kB compressed
+    path = tmp_path / "bomb.pdf"
+    path.write_bytes(raw_pdf([text_page("Hello") + spaces] * 20))
+    assert path.stat().st_size < 1_000_000
+    started = time.perf_counter()
+    expect_load_error(
+        path,
+        "expand to more than 134217728 bytes",
+        "by page 9 of 20",
+        limits=LoaderSettings(max_uncompressed_bytes=128 << 20),
+    )
+    assert time.perf_counter() - started < 30  # refused before any of it is parsed
+
+
+def test_one_pdf_stream_over_the_cap_fails_only_its_page(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.pdf"
+    path.write_bytes(raw_pdf([text_page("First page"), text_page("Big") + b" " * (3 << 20)]))
+    loaded = load(path, limits=LoaderSettings(max_pdf_stream_bytes=1 << 20))
+    assert "First page" in loaded.text
+    assert loaded.document.metadata["failed_pages"] == [2]
+
+
+def test_pypdf_complaints_go_into_the_reason_not_stderr(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    whole = raw_pdf([text_page("Hello")])
+    path = tmp_path / "truncated.pdf"
+    path.write_bytes(whole[: len(whole) // 2])
+    expect_load_error(path, "pypdf: ", "EOF marker not found")
+    assert capfd.readouterr().err == ""
+
+
+def test_the_text_limit_applies_to_every_format(tmp_path: Path) -> None:
+    small = LoaderSettings(max_document_chars=100)
+    long_text = "A sentence of text. " * 20
+    (tmp_path / "a.txt").write_text(long_text)
+    (tmp_path / "a.md").write_text(long_text)
+    (tmp_path / "a.html").write_text(f"<p>{long_text}</p>")
+    docx_bomb(tmp_path / "a.docx", 0, text=long_text)
+    make_pdf(tmp_path / "a.pdf", [[long_text[:90]], [long_text[:90]]])
+    for name in ("a.txt", "a.md", "a.html", "a.docx", "a.pdf"):
+        expect_load_error(tmp_path / name, "more than 100 characters", limits=small)
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps({"_id": "1", "text": long_text}) + "\n")
+    with pytest.raises(LoadError, match="more than 100 characters"):
+        list(iter_jsonl(corpus, limits=small))
+
+
+def test_one_boundary_replaces_lone_surrogates_and_nul_keeping_offsets(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(
+        '{"_id": "1", "title": "T\\u0000itle", "text": "bad \\ud800 pair\\n\\nnul \\u0000 here"}\n'
+        '{"_id": "\\udfff", "text": "an id that is no text"}\n'
+    )
+    errors: list[LoadError] = []
+    (loaded,) = iter_jsonl(corpus, on_error=errors.append)
+    assert loaded.text == "T\ufffditle\n\nbad \ufffd pair\n\nnul \ufffd here"
+    assert loaded.document.title == "T\ufffditle"
+    assert_spans(loaded)
+    loaded.text.encode("utf-8")  # encodable: what tokenizers and databases need
+    assert "lone UTF-16 surrogate" in errors[0].reason and errors[0].source.endswith(":2")
+    pdf = tmp_path / "title.pdf"
+    pdf.write_bytes(raw_pdf([text_page("Body")], info=b"/Title <FEFFD8000041>"))
+    assert "\x00" not in (load(pdf).document.title or "")
+    clean = finish(
+        Document.for_source("x", content_hash="0"),
+        "a\ud800b",
+        [Block(kind="paragraph", text="a\ud800b", start=0, end=3)],
+        LoaderSettings(),
+        "x",
+    )
+    assert clean.text == clean.blocks[0].text == "a\ufffdb"
+
+
+def test_a_file_name_that_is_not_utf8_gets_a_stable_printable_source(tmp_path: Path) -> None:
+    from lamina.retrieval.index import Index
+    from tests.retrieval.fakes import HashEmbedder
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9.md")  # a Latin-1 file name: Python holds it with a surrogate
+    (folder / name).write_text("# Cafe\n\nA note about coffee.\n")
+    index = Index(tmp_path / "idx", embedder=HashEmbedder())
+    summary = index.ingest([folder])
+    assert summary.added == 1 and summary.skipped == []
+    hit = index.search("coffee", k=1)[0]
+    assert hit.chunk.source.endswith("caf\\xe9.md")
+    assert index.ingest([folder]).unchanged == 1

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lamina.cli.app import app, edge, err, progress_bar
@@ -78,7 +79,11 @@ def ingest(
         f"{len(summary.skipped)} skipped; {summary.seconds:.1f} s"
     )
     for skipped in summary.skipped:
-        err.print(f"[yellow]skipped[/] {skipped.source}: {skipped.reason}", highlight=False)
+        # escaped: a file name or a reason may hold [brackets] that rich would eat as markup
+        err.print(
+            f"[yellow]skipped[/] {escape(skipped.source)}: {escape(skipped.reason)}",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -99,7 +104,11 @@ def search(
     from lamina.retrieval.index import Index
 
     with Index(index, create=False, store=store) as source:
+        source.check_searchable(collection)  # an empty index is an error, not zero hits
         hits = source.search(query, k, mode=_mode(mode), collection=collection, mmr_lambda=mmr)
+        unfinished = source.unfinished()
+    if unfinished:
+        err.print(f"[yellow]warning[/] {escape(unfinished)}", highlight=False)
     if as_json:
         typer.echo(
             json.dumps(
@@ -125,12 +134,12 @@ def search(
         chunk = hit.chunk.chunk
         where = hit.chunk.source + (f" p.{chunk.page}" if chunk.page else "")
         heading = " > ".join(chunk.heading_path)
-        console.print(
-            f"[bold]{rank}.[/] {where} [dim]{heading} [{chunk.start}:{chunk.end}] "
-            f"score {hit.score:.3f}[/]",
+        console.print(  # documents are hostile: their text is never read as markup
+            f"[bold]{rank}.[/] {escape(where)} [dim]{escape(heading)} "
+            f"\\[{chunk.start}:{chunk.end}] score {hit.score:.3f}[/]",
             highlight=False,
         )
-        console.print("   " + " ".join(hit.text.split())[:300], highlight=False)
+        console.print("   " + " ".join(hit.text.split())[:300], highlight=False, markup=False)
 
 
 @bench_app.command("beir")

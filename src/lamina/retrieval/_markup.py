@@ -144,6 +144,85 @@ _BLOCK_TAGS = {
 }
 
 
+#: Elements with no content (never on the stack of open elements).
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
+    | {"track", "wbr", "param", "keygen", "basefont", "bgsound", "frame", "image"}
+)
+#: Elements whose end tag may be left out: a parser closes them when the next one starts, so an
+#: unclosed run of them (``<p>a<p>b``, ``<li>``) is not nesting.
+_IMPLIED_END = frozenset(
+    {"p", "li", "dt", "dd", "option", "optgroup", "tr", "td", "th", "tbody", "thead"}
+    | {"tfoot", "colgroup", "caption", "rb", "rt", "rp", "rtc", "html", "head", "body"}
+)
+#: Elements whose content is text up to their own end tag.
+_RAW_TEXT = frozenset(
+    {"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"}
+)
+_TAG_NAME = re.compile(r"<(/?)([A-Za-z][^\s/>]*)")
+
+
+def nesting_depth(markup: str, limit: int) -> int:
+    """How deep elements nest in ``markup``, counted up to just past ``limit``, in one pass.
+
+    HTML parsers do work proportional to the depth of the open elements for each tag they
+    read (the HTML standard's scope checks), so a page that nests 100k ``<div>`` takes
+    minutes; checking the depth first keeps loading linear. Void elements and those whose
+    end tag is implied (``<p>``, ``<li>``, ``<td>``...) do not count; comments and the text of
+    scripts and styles are skipped.
+
+    >>> nesting_depth("<div><p>a<p>b<br><div>c</div></div>", 100)
+    2
+    >>> nesting_depth("<div>" * 50, 10)
+    11
+    """
+    depth = peak = 0
+    position, size = 0, len(markup)
+    while position < size:
+        start = markup.find("<", position)
+        if start == -1:
+            break
+        if markup.startswith("<!--", start):
+            end = markup.find("-->", start + 4)
+            if end == -1:
+                break
+            position = end + 3
+            continue
+        match = _TAG_NAME.match(markup, start)
+        end = markup.find(">", start + 1)
+        if end == -1:
+            break
+        position = end + 1
+        if match is None:
+            continue
+        closing, name = match.group(1) == "/", match.group(2).lower()
+        if name in _VOID or name in _IMPLIED_END:
+            continue
+        if closing:
+            depth = max(0, depth - 1)
+            continue
+        if markup[end - 1] == "/":  # <x/>: self-closing in foreign content (svg, math)
+            continue
+        depth += 1
+        if depth > peak:
+            peak = depth
+            if peak > limit:
+                return peak
+        if name in _RAW_TEXT:
+            close = _find_close(markup, name, position)
+            if close == -1:
+                break
+            position = close
+    return peak
+
+
+def _find_close(markup: str, name: str, position: int) -> int:
+    """Where the end tag of a raw-text element starts (any letter case), or -1."""
+    pattern = re.compile(rf"</{re.escape(name)}\b", re.IGNORECASE)
+    found = pattern.search(markup, position)
+    return found.start() if found else -1
+
+
 def html_blocks(markup: str) -> tuple[str | None, str, list[Block]]:
     """Title, main text and blocks of an HTML page, boilerplate dropped.
 

@@ -16,6 +16,22 @@ _READ_SIZE = 1 << 20
 _SPACES = re.compile(r"[^\S\n]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n\s*")
+#: Code points no encoder, tokenizer or database takes: lone UTF-16 surrogates (JSON can
+#: spell them, "\\ud800"; a well-formed pair is decoded into one code point before this) and
+#: NUL (PostgreSQL text refuses it).
+_UNUSABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def normalize_text(text: str) -> str:
+    """Replace lone surrogates and NUL by U+FFFD, one code point for one, so offsets hold.
+
+    >>> normalize_text("caf\\u00e9 \\ud800 ok\\x00") == "caf\\u00e9 \\ufffd ok\\ufffd"
+    True
+    """
+    if text.isascii() and "\x00" not in text:
+        return text
+    return _UNUSABLE.sub(REPLACEMENT, text)
 
 
 def read_bytes(path: Path, source: str) -> tuple[bytes, str]:
@@ -123,8 +139,19 @@ def split_paragraphs(text: str) -> list[str]:
     return [part for part in (p.strip() for p in _BLANK_LINE.split(text)) if part]
 
 
+def text_limit_error(source: str, limit: int) -> LoadError:
+    return LoadError(
+        source,
+        f"it holds more than {limit} characters of text (loaders.max_document_chars); split "
+        f"it, or raise the limit (LAMINA_LOADERS__MAX_DOCUMENT_CHARS)",
+    )
+
+
 class BlockBuilder:
     """Assemble a full text from blocks joined by blank lines, recording each block's span.
+
+    With ``max_chars``, adding text past that many characters raises :class:`LoadError`
+    naming ``source``: extraction stops there instead of holding an unbounded text.
 
     >>> builder = BlockBuilder()
     >>> builder.add("heading", " Title ", level=1)
@@ -134,10 +161,12 @@ class BlockBuilder:
     ('Title\\n\\nBody.', ['Title', 'Body.'])
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_chars: int | None = None, source: str = "") -> None:
         self._parts: list[str] = []
         self._position = 0
         self._blocks: list[Block] = []
+        self._max_chars = max_chars
+        self._source = source
 
     def add(
         self, kind: BlockKind, text: str, *, level: int | None = None, page: int | None = None
@@ -151,6 +180,8 @@ class BlockBuilder:
         start = self._position
         self._parts.append(text)
         self._position += len(text)
+        if self._max_chars is not None and self._position > self._max_chars:
+            raise text_limit_error(self._source, self._max_chars)
         self._blocks.append(
             Block(kind=kind, text=text, start=start, end=self._position, level=level, page=page)
         )

@@ -127,7 +127,7 @@ class Index:
         progress: Progress | None = None,
     ) -> IngestSummary:
         """Add, update and remove documents so the collection mirrors ``paths``."""
-        ingestor = Ingestor(self.store, self.embedder, self.chunker)
+        ingestor = Ingestor(self.store, self.embedder, self.chunker, limits=self.settings.loaders)
         return ingestor.ingest(
             paths, collection=collection, include=include, exclude=exclude, progress=progress
         )
@@ -192,6 +192,41 @@ class Index:
     def count(self, collection: str | None = None) -> tuple[int, int]:
         """(documents, chunks)."""
         return self.store.count(collection)
+
+    def unfinished(self) -> str | None:
+        """Why results may be incomplete: the newest ingest run did not finish (it failed,
+        was killed, or is still going), said in a sentence; None when it finished."""
+        runs = self.store.runs()
+        if not runs or runs[-1].get("status") == "done":
+            return None
+        last = runs[-1]
+        status = last.get("status")
+        what = {
+            "running": "is still running (or its process died; the next ingest resumes it)",
+            "failed": "failed",
+            "interrupted": "was interrupted",
+        }.get(str(status), f"ended with status {status!r}")
+        return (
+            f"the last ingest into {str(self.directory)!r} (run {last.get('id')}) {what}, so "
+            f"the index may be incomplete; run `lamina ingest` again to finish it"
+        )
+
+    def check_searchable(self, collection: str | None = None) -> None:
+        """Raise InvalidRequestError saying why when there is nothing to search (an empty
+        index, an unknown collection) instead of letting a search return no hits."""
+        if self.store.count(collection)[1] > 0:
+            return
+        why = self.unfinished()
+        if collection is not None and self.store.count()[1] > 0:
+            raise InvalidRequestError(
+                f"The collection {collection!r} holds no documents. Collections in this index: "
+                f"{', '.join(self.collections())}."
+            )
+        raise InvalidRequestError(
+            f"The index at {str(self.directory)!r} holds no documents"
+            + (f": {why}" if why else "; ingest some first")
+            + f" (lamina ingest PATH --index {self.directory})."
+        )
 
     def collections(self) -> list[str]:
         return self.store.collections()

@@ -2,15 +2,19 @@
 
 Unchanged files (same SHA-256) are skipped, changed ones re-chunked and replaced, and files gone
 from a re-ingested directory removed. A file that cannot be read is reported with its reason
-and skipped while the rest goes on. Work lands in transactions of a few dozen documents, so a
+and skipped while the rest goes on; so is a JSONL record (file and line), and a document the
+chunker or the embedder chokes on: a batch that fails is retried one document at a time, so
+one bad record costs only itself. Work lands in transactions of a few dozen documents, so a
 crash or a SIGKILL at any point loses at most the batch in flight, and the next run picks up
-from there with no duplicates.
+from there with no duplicates. Failures of the embedder itself (a Lamina error: a provider
+down, a missing key) stop the ingest instead of skipping every document.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,14 +24,17 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from lamina.errors import ConfigError, InvalidRequestError
+from lamina.errors import ConfigError, InvalidRequestError, LaminaError
 from lamina.retrieval.chunking import Chunker
-from lamina.retrieval.documents import LoadedDocument
+from lamina.retrieval.documents import Chunk, LoadedDocument
 from lamina.retrieval.errors import LoadError
-from lamina.retrieval.loaders import iter_jsonl, load
+from lamina.retrieval.loaders import jsonl_records, load, source_name
 from lamina.retrieval.store.base import IndexStore
+from lamina.settings import LoaderSettings, get_settings
 
 __all__ = ["DocumentEmbedder", "IngestSummary", "Ingestor", "Skipped"]
+
+log = logging.getLogger(__name__)
 
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 
@@ -76,6 +83,10 @@ class IngestSummary:
 
 #: Progress callback: (documents done, documents known so far or None, current source).
 Progress = Callable[[int, int | None, str], None]
+#: A document waiting for its batch, with where it came from (``file`` or ``file:line``).
+Pending = tuple[LoadedDocument, str]
+#: A document ready for the store: its chunks and their vectors.
+Prepared = tuple[LoadedDocument, list[Chunk], npt.NDArray[np.float32]]
 
 
 class Ingestor:
@@ -88,11 +99,13 @@ class Ingestor:
         chunker: Chunker,
         *,
         batch: int = 64,
+        limits: LoaderSettings | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
         self.batch = batch
+        self.limits = limits or get_settings().loaders
         self._check_embedder()
 
     def _check_embedder(self) -> None:
@@ -128,18 +141,18 @@ class Ingestor:
             walked_roots: list[str] = []
             files = list(_walk(paths, include, exclude, walked_roots))
             total = sum(_count_records(f) if _is_jsonl(f) else 1 for f in files)
-            pending: list[LoadedDocument] = []
+            pending: list[Pending] = []
             done = 0
             for file in files:
                 summary.files += 1
-                mark = f"file:{file.resolve()}"
+                mark = f"file:{source_name(file)}"
                 digest = _file_hash(file) if _is_jsonl(file) else None
                 if digest is not None and self.store.get_meta(mark) == digest:
-                    items: Iterable[LoadedDocument | str] = _known_records(file, known)
+                    items: Iterable[Pending | str] = _known_records(file, known)
                 else:
                     items = self._documents(file, known, summary)
                 for item in items:
-                    source = item if isinstance(item, str) else item.document.source
+                    source = item if isinstance(item, str) else item[0].document.source
                     seen.add(source)
                     done += 1
                     if progress:
@@ -166,24 +179,25 @@ class Ingestor:
 
     def _documents(
         self, file: Path, known: dict[str, tuple[str, str]], summary: IngestSummary
-    ) -> Iterator[LoadedDocument | str]:
-        """Loaded documents that need (re)indexing, or the source name of unchanged ones."""
+    ) -> Iterator[Pending | str]:
+        """Loaded documents that need (re)indexing with where they came from (``file`` or
+        ``file:line``), or the source name of unchanged ones."""
 
         def report(error: LoadError) -> None:
             summary.skipped.append(Skipped(error.source, error.reason))
 
+        source = source_name(file)
         if _is_jsonl(file):
-            for loaded in iter_jsonl(file, on_error=report):
+            for line, loaded in jsonl_records(file, on_error=report, limits=self.limits):
                 unchanged = known.get(loaded.document.source, ("", ""))[1]
                 same = unchanged == loaded.document.content_hash
-                yield loaded.document.source if same else loaded
+                yield loaded.document.source if same else (loaded, f"{source}:{line}")
             return
-        source = str(file.resolve())
         try:
             if source in known and known[source][1] == _file_hash(file):
                 yield source
                 return
-            yield load(file)
+            yield load(file, limits=self.limits), source
         except LoadError as error:
             report(error)
         except OSError as error:
@@ -192,12 +206,58 @@ class Ingestor:
     def _flush(
         self,
         collection: str,
-        documents: list[LoadedDocument],
+        pending: list[Pending],
         known: dict[str, tuple[str, str]],
         summary: IngestSummary,
     ) -> None:
-        if not documents:
+        if not pending:
             return
+        items = self._prepare(pending, summary)
+        if not items:
+            return
+        self.store.add_many(collection, items)
+        for doc, chunks, _ in items:
+            if doc.document.source in known:
+                summary.updated += 1
+            else:
+                summary.added += 1
+            summary.chunks += len(chunks)
+
+    def _prepare(self, pending: list[Pending], summary: IngestSummary) -> list[Prepared]:
+        """Chunks and vectors of a batch; when the batch fails, of each document alone, the
+        ones that still fail reported (with their file and line) and left out."""
+        try:
+            return self._chunk_and_embed([doc for doc, _ in pending])
+        except LaminaError:
+            raise  # the embedder or the configuration, not a record: stop and say so
+        except Exception as error:
+            if len(pending) == 1:
+                self._skip(pending[0], error, summary)
+                return []
+            log.warning(
+                "a batch of %d documents failed (%r); retrying one by one", len(pending), error
+            )
+        prepared: list[Prepared] = []
+        for item in pending:
+            try:
+                prepared.extend(self._chunk_and_embed([item[0]]))
+            except LaminaError:
+                raise
+            except Exception as error:
+                self._skip(item, error, summary)
+        return prepared
+
+    def _skip(self, item: Pending, error: Exception, summary: IngestSummary) -> None:
+        log.warning("skipping %s", item[1], exc_info=error)
+        summary.skipped.append(
+            Skipped(
+                item[1],
+                f"it could not be chunked and embedded ({type(error).__name__}: {error}); "
+                f"the rest was ingested",
+            )
+        )
+
+    def _chunk_and_embed(self, documents: list[LoadedDocument]) -> list[Prepared]:
         chunk_lists = list(self.chunker.chunk_many(documents, batch_size=len(documents)))
         texts = [
             chunk.contextual_text(doc.document.title)
@@ -205,18 +265,14 @@ class Ingestor:
             for chunk in chunks
         ]
         vectors = self.embedder.embed_documents(texts) if texts else _empty(self.embedder)
-        items = []
+        if len(vectors) != len(texts):
+            raise ValueError(f"the embedder returned {len(vectors)} vectors for {len(texts)}")
+        items: list[Prepared] = []
         offset = 0
         for doc, chunks in zip(documents, chunk_lists, strict=True):
             items.append((doc, chunks, vectors[offset : offset + len(chunks)]))
             offset += len(chunks)
-        self.store.add_many(collection, items)
-        for doc, chunks in zip(documents, chunk_lists, strict=True):
-            if doc.document.source in known:
-                summary.updated += 1
-            else:
-                summary.added += 1
-            summary.chunks += len(chunks)
+        return items
 
     def _remove_missing(
         self,
@@ -243,7 +299,7 @@ def _count_records(path: Path) -> int:
 
 
 def _known_records(file: Path, known: dict[str, tuple[str, str]]) -> Iterator[str]:
-    prefix = f"{file.resolve()}#"
+    prefix = f"{source_name(file)}#"
     return (source for source in known if source.startswith(prefix))
 
 
@@ -268,10 +324,10 @@ def _walk(
             )
         if path.is_file():
             if _is_jsonl(path):
-                roots.append(str(path.resolve()))
+                roots.append(source_name(path))
             yield path
             continue
-        roots.append(str(path.resolve()))
+        roots.append(source_name(path))
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
             relative = file.relative_to(path).as_posix()
             if any(part.startswith(".") for part in file.relative_to(path).parts):

@@ -9,7 +9,12 @@ Text policy: files are decoded as strict UTF-8 (a UTF-8 or UTF-16 byte-order mar
 and an HTML ``<meta charset>`` is used when present). Nothing is guessed: bytes that are not
 valid UTF-8 raise :class:`LoadError` with the offset of the first bad byte, and the caller may
 retry with ``encoding="cp1252"`` (or whatever the file really is). A NUL byte means a binary
-file and is refused. Every failure is a :class:`LoadError` naming the file and the reason:
+file and is refused. Every document, whatever its format, then passes one boundary,
+:func:`finish`: lone UTF-16 surrogates (which JSON can spell and PDFs can hold) and NUL become
+U+FFFD there, one code point for one so offsets hold, and a text longer than
+``loaders.max_document_chars`` is refused. Limits come from the ``loaders`` settings
+(:class:`~lamina.settings.LoaderSettings`). Every failure is a :class:`LoadError` naming the
+file and the reason:
 
     >>> from pathlib import Path
     >>> import tempfile
@@ -34,13 +39,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lamina.retrieval._markup import html_blocks, markdown_blocks, text_blocks
+from lamina.retrieval._markup import html_blocks, markdown_blocks, nesting_depth, text_blocks
 from lamina.retrieval._office import docx_blocks, pdf_blocks
-from lamina.retrieval._text import BlockBuilder, read_bytes, read_text, split_paragraphs
-from lamina.retrieval.documents import Document, LoadedDocument
+from lamina.retrieval._text import (
+    BlockBuilder,
+    normalize_text,
+    read_bytes,
+    read_text,
+    split_paragraphs,
+    text_limit_error,
+)
+from lamina.retrieval.documents import Block, Document, LoadedDocument
 from lamina.retrieval.errors import LoadError
+from lamina.settings import LoaderSettings, get_settings
 
-__all__ = ["LoadError", "iter_jsonl", "load"]
+__all__ = ["LoadError", "finish", "iter_jsonl", "jsonl_records", "load", "source_name"]
 
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd", ".mkdn"})
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
@@ -58,16 +71,22 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]
 
 
 def load(
-    path: str | os.PathLike[str], *, source: str | None = None, encoding: str = "utf-8"
+    path: str | os.PathLike[str],
+    *,
+    source: str | None = None,
+    encoding: str = "utf-8",
+    limits: LoaderSettings | None = None,
 ) -> LoadedDocument:
     """Load one file as a :class:`LoadedDocument`, or raise :class:`LoadError` saying why not.
 
     ``source`` names the document (default: the resolved path) and so fixes its id; pass a
     relative path or URL to keep ids stable when the corpus moves. ``encoding`` applies to text
-    formats (plain text, Markdown, HTML without a declared charset).
+    formats (plain text, Markdown, HTML without a declared charset). ``limits`` default to the
+    ``loaders`` settings.
     """
+    limits = limits or get_settings().loaders
     file = Path(path)
-    name = source if source is not None else str(file.resolve())
+    name = source if source is not None else source_name(file)
     suffix = file.suffix.lower()
     if file.is_dir():
         raise LoadError(name, "it is a directory; load the files in it one by one")
@@ -82,13 +101,23 @@ def load(
     if suffix in (".pdf", ".docx"):
         data, digest = read_bytes(file, name)
         extract = pdf_blocks if suffix == ".pdf" else docx_blocks
-        title, text, blocks, metadata = extract(data, name)
+        title, text, blocks, metadata = extract(data, name, limits)
         del data
     else:
         if suffix in HTML_SUFFIXES:
             encoding = _html_charset(file) or encoding
         text, digest, used = read_text(file, name, encoding)
+        if len(text) > limits.max_document_chars:
+            raise text_limit_error(name, limits.max_document_chars)
         if suffix in HTML_SUFFIXES:
+            depth = nesting_depth(text, limits.max_html_depth)
+            if depth > limits.max_html_depth:
+                raise LoadError(
+                    name,
+                    f"its elements nest more than {limits.max_html_depth} deep "
+                    f"(loaders.max_html_depth, the depth browsers stop at); parsing it would "
+                    f"take time quadratic in the depth. Flatten it, or raise the limit",
+                )
             title, text, blocks = html_blocks(text)
             metadata = {"format": "html", "encoding": used}
             empty = "no text is left once scripts, navigation and other boilerplate are dropped"
@@ -103,7 +132,44 @@ def load(
         if not blocks:
             raise LoadError(name, empty)
     document = Document.for_source(name, content_hash=digest, title=title, metadata=metadata)
-    return LoadedDocument(document=document, text=text, blocks=blocks)
+    return finish(document, text, blocks, limits, name)
+
+
+def source_name(path: Path) -> str:
+    """The name a file's documents carry: its resolved path, with bytes of a file name that
+    are not UTF-8 written as ``\\xNN`` (Python holds them as surrogates, which no database
+    stores). Stable for a given file, and the plain path for every UTF-8 name.
+
+    >>> source_name(Path("/docs/caf\\udce9.txt"))
+    '/docs/caf\\\\xe9.txt'
+    """
+    resolved = str(path.resolve())
+    if resolved.isascii():
+        return resolved
+    return os.fsencode(resolved).decode("utf-8", "backslashreplace")
+
+
+def finish(
+    document: Document,
+    text: str,
+    blocks: list[Block],
+    limits: LoaderSettings,
+    where: str,
+) -> LoadedDocument:
+    """The one boundary every loaded document passes: text made safe for every consumer.
+
+    Lone surrogates and NUL become U+FFFD (one code point each, so block offsets still hold)
+    in the text, the blocks and the title; a text over ``limits.max_document_chars`` is a
+    :class:`LoadError` naming ``where``.
+    """
+    if len(text) > limits.max_document_chars:
+        raise text_limit_error(where, limits.max_document_chars)
+    clean = normalize_text(text)
+    if clean is not text:
+        blocks = [b.model_copy(update={"text": clean[b.start : b.end]}) for b in blocks]
+    if document.title is not None and (title := normalize_text(document.title)) != document.title:
+        document = document.model_copy(update={"title": title})
+    return LoadedDocument(document=document, text=clean, blocks=blocks)
 
 
 def iter_jsonl(
@@ -111,6 +177,7 @@ def iter_jsonl(
     *,
     source: str | None = None,
     on_error: Callable[[LoadError], None] | None = None,
+    limits: LoaderSettings | None = None,
 ) -> Iterator[LoadedDocument]:
     """One :class:`LoadedDocument` per line of a JSONL corpus, streamed.
 
@@ -119,28 +186,53 @@ def iter_jsonl(
     text (so chunks carry it in ``heading_path``); the record's id is ``metadata["_id"]`` and
     the document's ``source`` is ``<file>#<_id>``. ``content_hash`` hashes the line's bytes.
 
-    A bad line (not JSON, no id, no text) raises :class:`LoadError` naming the line; pass
-    ``on_error`` to be handed each error and go on with the next line instead.
+    A bad line (not JSON, no id, no text, an id already used on an earlier line) raises
+    :class:`LoadError` naming the line; pass ``on_error`` to be handed each error and go on
+    with the next line instead.
     """
+    for _, loaded in jsonl_records(path, source=source, on_error=on_error, limits=limits):
+        yield loaded
+
+
+def jsonl_records(
+    path: str | os.PathLike[str],
+    *,
+    source: str | None = None,
+    on_error: Callable[[LoadError], None] | None = None,
+    limits: LoaderSettings | None = None,
+) -> Iterator[tuple[int, LoadedDocument]]:
+    """:func:`iter_jsonl` with each record's line number: ``(line, document)``."""
+    limits = limits or get_settings().loaders
     file = Path(path)
-    base = source if source is not None else str(file.resolve())
+    base = source if source is not None else source_name(file)
     try:
         stream = file.open("rb")
     except OSError as error:
         raise LoadError(base, f"the file cannot be read ({error.strerror or error})") from error
+    first_line: dict[str, int] = {}
     with stream:
         for number, raw in enumerate(stream, start=1):
             if not raw.strip():
                 continue
+            where = f"{base}:{number}"
             try:
-                yield _jsonl_record(raw, f"{base}:{number}", base)
+                loaded = _jsonl_record(raw, where, base, limits)
+                record_id = loaded.document.metadata["_id"]
+                if record_id in first_line:
+                    raise LoadError(
+                        where,
+                        f"duplicate _id {record_id!r}: line {first_line[record_id]} has it "
+                        f"too; the first record is kept, give this one its own id",
+                    )
+                first_line[record_id] = number
+                yield number, loaded
             except LoadError as error:
                 if on_error is None:
                     raise
                 on_error(error)
 
 
-def _jsonl_record(raw: bytes, where: str, base: str) -> LoadedDocument:
+def _jsonl_record(raw: bytes, where: str, base: str, limits: LoaderSettings) -> LoadedDocument:
     try:
         record = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as error:
@@ -150,6 +242,8 @@ def _jsonl_record(raw: bytes, where: str, base: str) -> LoadedDocument:
     record_id = record.get("_id", record.get("id"))
     if record_id is None or record_id == "":
         raise LoadError(where, "the record has no '_id' (or 'id') field")
+    if normalize_text(str(record_id)) != str(record_id):
+        raise LoadError(where, "the record's '_id' holds a NUL or a lone UTF-16 surrogate")
     title = record.get("title") or ""
     body = record.get("text", record.get("contents"))
     if not isinstance(title, str) or not isinstance(body, str | None):
@@ -158,6 +252,8 @@ def _jsonl_record(raw: bytes, where: str, base: str) -> LoadedDocument:
     if not title and not body:
         raise LoadError(where, f"record {record_id!r} has neither 'title' nor 'text'")
 
+    if len(title) + len(body) > limits.max_document_chars:
+        raise text_limit_error(where, limits.max_document_chars)
     builder = BlockBuilder()
     builder.add("heading", title, level=1)
     for paragraph in split_paragraphs(body):
@@ -172,7 +268,7 @@ def _jsonl_record(raw: bytes, where: str, base: str) -> LoadedDocument:
         title=title or None,
         metadata=metadata,
     )
-    return LoadedDocument(document=document, text=text, blocks=blocks)
+    return finish(document, text, blocks, limits, where)
 
 
 def _html_charset(file: Path) -> str | None:

@@ -23,3 +23,13 @@ def test_judge_has_the_last_word_when_configured() -> None:
     judge = ScriptedModel(['{"supported": "no"}'])
     assert not Verifier(judge=judge).check("LoRA trains two matrices.", SPAN).supported
     assert "Claim: LoRA trains two matrices." in judge.history[0][0].content
+
+
+def test_the_judge_verdict_is_parsed_not_searched_for() -> None:
+    """A reply that mentions "yes" but says no is a no; an unparseable reply is a no."""
+    replies = ['{"supported": "no", "why": "\\"yes\\" is wrong"}', "yes, I think so", "[]"]
+    for n, reply in enumerate(replies):
+        claim = f"LoRA trains {n + 2} matrices."  # a new prompt each: no cached verdict
+        assert not Verifier(judge=ScriptedModel([reply])).check(claim, SPAN).supported, reply
+    yes = Verifier(judge=ScriptedModel(['{"supported": "yes"}']))
+    assert yes.check("LoRA trains two small matrices.", SPAN).supported

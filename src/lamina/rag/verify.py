@@ -19,6 +19,7 @@ False
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ import numpy as np
 from lamina.models.base import ChatModel
 from lamina.rag.extract import SentenceEmbedder
 from lamina.rag.lexical import coverage, terms
+from lamina.rag.templates import render
 
 __all__ = ["Support", "Verifier"]
 
@@ -78,10 +80,12 @@ class Verifier:
         return Support(supported, score, lexical, dense)
 
     def _judge(self, claim: str, span: str) -> bool:
+        """The judge's verdict; a reply that does not parse (a model-caused error) is a no."""
         assert self.judge is not None
-        prompt = (
-            f"Passage: {span}\n\nClaim: {claim}\n\n"
-            "Does the passage support the claim? Answer yes or no."
-        )
+        prompt = render("verify.j2", claim=claim, span=span)
         reply = self.judge.chat(prompt, temperature=0.0, max_tokens=16, json_schema=_JUDGE_SCHEMA)
-        return '"yes"' in reply.text
+        try:
+            verdict = json.loads(reply.text)
+        except ValueError:
+            return False
+        return isinstance(verdict, dict) and verdict.get("supported") == "yes"

@@ -26,7 +26,10 @@ import numpy as np
 from lamina.models.embeddings import get_embedder
 from lamina.models.embeddings.local import OnnxEmbedder, minilm_folder
 
-DATA = Path(os.environ.get("SCIFACT", "/work/shared/datasets/scifact"))
+# ../shared/datasets/scifact next to the checkout, as every developer and CI has it.
+DATA = Path(
+    os.environ.get("SCIFACT", Path(__file__).resolve().parents[2] / "shared/datasets/scifact")
+)
 
 
 def ndcg_at_10(

@@ -40,7 +40,10 @@ from lamina.evals.metrics import ndcg_at_k, recall_at_k
 from lamina.retrieval.index import Embedder
 from lamina.retrieval.store.postgres import PostgresStore
 
-DATA = Path(os.environ.get("SCIFACT", "/work/shared/datasets/scifact"))
+# ../shared/datasets/scifact next to the checkout, as every developer and CI has it.
+DATA = Path(
+    os.environ.get("SCIFACT", Path(__file__).resolve().parents[2] / "shared/datasets/scifact")
+)
 MODES = ("hybrid", "dense", "bm25")
 
 

@@ -67,12 +67,12 @@ def test_migrations_are_ordered_recorded_and_wait_for_the_dimension(
             (pg_schema, "chunks_embedding"),
         ).fetchone()
     assert index is not None and "hnsw" in index[0] and "vector_ip_ops" in index[0]
-    with pytest.raises(ValueError, match="32-dimensional vectors, but"):
+    with pytest.raises(ConfigError, match="32-dimensional vectors, but"):
         loaded, chunks, vectors = item("b.md", "other size")
         store.add("docs", loaded, chunks, vectors[:, :32])
     # A second handle learns the dimension from the schema, not from memory.
     again = PostgresStore(postgres_uri, schema=pg_schema)
-    with pytest.raises(ValueError, match="32-dimensional"):
+    with pytest.raises(ConfigError, match="32-dimensional"):
         again.add("docs", loaded, chunks, vectors[:, :32])
     again.close()
     with psycopg.connect(postgres_uri) as db:
@@ -132,7 +132,7 @@ def test_search_dense_in_the_database_matches_exact_search(store: PostgresStore)
     assert {h.chunk.key for h in filtered} == allowed
     assert [h.score for h in filtered] == sorted((h.score for h in filtered), reverse=True)
     assert store.search_dense(query, 5, {"n": 7}) == []
-    with pytest.raises(ValueError, match="3-dimensional"):
+    with pytest.raises(ConfigError, match="3-dimensional"):
         store.search_dense(query[:3], 5)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lamina.errors import ConfigError
 from lamina.retrieval.documents import Chunk
 from lamina.retrieval.index import Index
 from lamina.retrieval.rerank import Reranker, SentenceReranker
@@ -43,7 +44,7 @@ def test_the_best_sentence_lifts_its_chunk_and_no_hit_is_lost() -> None:
 def test_weight_zero_and_tiny_lists_are_left_alone() -> None:
     assert SentenceReranker(HashEmbedder(), weight=0.0).rerank("vector", HITS) == HITS
     assert SentenceReranker(HashEmbedder()).rerank("vector", HITS[:1]) == HITS[:1]
-    with pytest.raises(ValueError, match=r"1\.5"):
+    with pytest.raises(ConfigError, match=r"1\.5"):
         SentenceReranker(HashEmbedder(), weight=1.5)
 
 

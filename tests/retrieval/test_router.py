@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lamina.errors import InvalidRequestError
+from lamina.errors import ConfigError, InvalidRequestError
 from lamina.retrieval.index import Index
 from lamina.retrieval.router import Route, SemanticRouter
 from tests.retrieval.fakes import HashEmbedder
@@ -55,9 +55,9 @@ def test_near_ties_return_both() -> None:
 
 
 def test_bad_routes_are_refused() -> None:
-    with pytest.raises(ValueError, match="at least one route"):
+    with pytest.raises(ConfigError, match="at least one route"):
         SemanticRouter({}, HashEmbedder())
-    with pytest.raises(ValueError, match=r"\['empty'\]"):
+    with pytest.raises(ConfigError, match=r"\['empty'\]"):
         SemanticRouter({"empty": Route("  ")}, HashEmbedder())
 
 

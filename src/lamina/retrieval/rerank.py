@@ -44,6 +44,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from lamina.errors import ConfigError
 from lamina.models.embeddings.base import normalize
 from lamina.retrieval.sentences import split_sentences
 from lamina.retrieval.store.base import Hit, StoredChunk
@@ -88,7 +89,10 @@ class SentenceReranker:
         cache_chunks: int = 1_000_000,
     ) -> None:
         if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"weight must be within 0..1, got {weight!r}.")
+            raise ConfigError(
+                f"The reranker weight must be within 0..1, got {weight!r}: 0 keeps the "
+                f"retrieval order, 1 uses only the reranker's score."
+            )
         self.embedder = embedder
         self.weight = weight
         self.depth = depth

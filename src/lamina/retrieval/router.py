@@ -36,6 +36,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from lamina.errors import ConfigError
 from lamina.models.embeddings.base import normalize
 
 __all__ = ["ROUTER_THRESHOLD", "Route", "RouteEmbedder", "SemanticRouter"]
@@ -81,11 +82,17 @@ class SemanticRouter:
         margin: float = 0.05,
     ) -> None:
         if not routes:
-            raise ValueError("A router needs at least one route.")
+            raise ConfigError(
+                "A router needs at least one route: describe a collection first with "
+                "index.describe_collection(name, description, examples=[...])."
+            )
         self.routes = {n: r if isinstance(r, Route) else Route(r) for n, r in routes.items()}
         empty = [n for n, r in self.routes.items() if not r.texts()]
         if empty:
-            raise ValueError(f"Routes {empty} have no description nor examples to match.")
+            raise ConfigError(
+                f"Routes {empty} have no description nor examples to match: give each a "
+                f"description or a few example queries."
+            )
         self.embedder = embedder
         self.threshold = threshold
         self.margin = margin

@@ -318,7 +318,10 @@ class PostgresStore:
     def _dimension_of(self, matrices: list[npt.NDArray[np.float32]]) -> int | None:
         sizes = {m.shape[1] for m in matrices if len(m)}
         if len(sizes) > 1:
-            raise ValueError(f"vectors of several dimensions in one write: {sorted(sizes)}")
+            raise ConfigError(
+                f"Vectors of several dimensions in one write: {sorted(sizes)}. Embed every "
+                f"chunk with the same embedder."
+            )
         dimension = sizes.pop() if sizes else None
         if dimension is not None and self._dimension is not None:
             self._check_dimension(dimension, self._dimension)
@@ -326,7 +329,7 @@ class PostgresStore:
 
     def _check_dimension(self, given: int, stored: int | None) -> None:
         if stored is not None and given != stored:
-            raise ValueError(
+            raise ConfigError(
                 f"{given}-dimensional vectors, but the store in {self.location!r} holds "
                 f"{stored}-dimensional ones: use the embedder it was built with, or a new schema."
             )

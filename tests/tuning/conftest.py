@@ -26,6 +26,9 @@ def tuning_home(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     # llama.cpp's threads spin while they wait for each other: on a busy 2-core machine two
     # of them are many times slower than one.
     monkeypatch.setenv("LAMINA_LOCAL__N_THREADS", "1")
+    # The response cache keys a local model by its file name, the same (model.gguf) for every
+    # run: a cached answer of another run's model must not pass for this one's.
+    monkeypatch.setenv("LAMINA_CACHE", "false")
     get_settings.cache_clear()
     hf_checkpoint(bundled_model_path(), shared_home)
     yield shared_home

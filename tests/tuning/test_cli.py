@@ -124,3 +124,38 @@ def test_feedback_to_dataset_round_trip(tmp_path: Path) -> None:
     examples, pairs = load_examples(sft), load_pairs(dpo)  # valid training input as written
     assert [e.reference for e in examples] == ["Ostrell.", "The kestrel."]
     assert (pairs[0].chosen, pairs[0].rejected) == ("The kestrel.", "The euro.")
+
+
+def test_lamina_ask_records_each_answer_as_a_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lamina.cli.rag import _record_run
+    from lamina.rag.answer import Answer, Citation
+    from lamina.settings import get_settings
+
+    answer = Answer(
+        question="Which format did GGUF replace?",
+        query="Which format did GGUF replace?",
+        answer="It replaced GGML. [1]",
+        found=True,
+        citations=[Citation(n=1, source="q.html", start=3, end=9, quote="GGML", verified=True)],
+    )
+    run_id = _record_run(answer, "SmolLM2-135M-Instruct", "extract")
+    assert run_id is not None and f"run id: {run_id}" in capsys.readouterr().err
+    run = FeedbackStore().get(run_id)
+    assert (run.kind, run.answer, run.model) == (
+        "ask",
+        "It replaced GGML. [1]",
+        "SmolLM2-135M-Instruct",
+    )
+    assert run.citations == [
+        {"n": 1, "source": "q.html", "page": None, "start": 3, "end": 9, "quote": "GGML"}
+    ]
+    assert run.meta == {"strategy": "extract", "found": True}
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("LAMINA_HOME", str(blocked))  # the store cannot be created under a file
+    get_settings.cache_clear()
+    assert _record_run(answer, "m", "extract") is None
+    assert "answer not recorded for feedback" in capsys.readouterr().err

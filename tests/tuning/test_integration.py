@@ -86,7 +86,9 @@ def test_sft_loss_falls_and_the_report_compares(sft_run: tuple[Path, dict[str, A
         math.exp(tuned["loss"])
     )
     assert report["train"]["steps"] == 6 and report["train"]["tokens"] > 0
-    assert len(report["samples"]) == 2 and all(s["base"] and s["tuned"] for s in report["samples"])
+    samples = report["samples"]
+    assert len(samples) == 2 and all(s["base"] and s["tuned"] and s["served"] for s in samples)
+    assert set(report["served"]) == {"quant", "exact_match", "containment"}
     assert report["gate"]["passed"] == (not report["gate"]["reasons"])
     phases = [e.phase for e in made["events"]]
     assert phases.index("eval base") < phases.index("train") < phases.index("export")

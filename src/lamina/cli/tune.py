@@ -99,23 +99,25 @@ class _Bars:
 
 
 def _print_report(report: dict[str, Any], out_dir: Path) -> None:
+    served = report.get("served") or {}
     table = Table(title=f"{report['method'].upper()} on {report['base_model']}: eval split")
     table.add_column("metric")
     table.add_column("base", justify="right")
     table.add_column("tuned", justify="right")
+    if served:
+        table.add_column(f"model.gguf ({served['quant']})", justify="right")
     for key, base in report["base"].items():
-        tuned = report["tuned"].get(key)
-        if key in ("exact_match", "containment", "preference_accuracy"):
-            table.add_row(key.replace("_", " "), f"{base:.1%}", f"{tuned:.1%}")
-        elif key == "tokens":
+        if key == "tokens":
             continue
-        else:
-            table.add_row(key.replace("_", " "), f"{base:.4f}", f"{tuned:.4f}")
+        share = key in ("exact_match", "containment", "preference_accuracy")
+        cells = [report["tuned"].get(key)] + ([served.get(key)] if served else [])
+        shown = ["" if v is None else f"{v:.1%}" if share else f"{v:.4f}" for v in (base, *cells)]
+        table.add_row(key.replace("_", " "), *shown)
     out.print(table)
     for sample in report["samples"][:5]:
         out.print(f"\n[bold]Q:[/] {sample['prompt']}", highlight=False)
         out.print(f"  base:  {sample['base']}", highlight=False)
-        out.print(f"  tuned: {sample['tuned']}", highlight=False)
+        out.print(f"  tuned: {sample.get('served', sample['tuned'])}", highlight=False)
     train = report["train"]
     out.print(
         f"\ntrained {train['steps']} steps on {train['examples']} examples in "

@@ -35,14 +35,14 @@ MANIFEST = "tuning.json"
 ADAPTER = "adapter"
 
 
-def require(module: str, package: str | None = None) -> Any:
+def require(module: str, package: str | None = None, extra: str = "tune") -> Any:
     """Import an optional module of the ``tune`` extra, or say how to install it."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise MissingDependencyError(package or module, "tune") from None
+        raise MissingDependencyError(package or module, extra) from None
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ def load_base(ref: BaseRef, home: Path, *, device: str = "cpu", qlora: bool = Fa
     folder = hf_checkpoint(ref.gguf, home)
     kwargs: dict[str, Any] = {}
     if qlora:
-        require("bitsandbytes")
+        require("bitsandbytes", extra="qlora")
         kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",

@@ -23,6 +23,7 @@ import hashlib
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,51 @@ def export_model(
     finally:
         scratch.unlink(missing_ok=True)
     return target
+
+
+def _with_lora(model: Any, config: TuneConfig) -> Any:
+    return peft.get_peft_model(
+        model,
+        peft.LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=list(config.target_modules),
+            task_type="CAUSAL_LM",
+        ),
+    )
+
+
+def _peak_memory_mb(device: str) -> float:
+    """GPU memory torch allocated at most, or this process's resident-memory high-water mark."""
+    if device == "cuda":
+        return float(torch.cuda.max_memory_allocated()) / 2**20
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def _served(target: Path, generated: list[ChatExample], max_tokens: int) -> list[str]:
+    """Replies of the exported GGUF run by llama.cpp, as ``lamina generate`` would give them.
+
+    The response cache stays off: it keys local models by file name, and every run's file
+    is called model.gguf.
+    """
+    from lamina.models.local import LocalModel
+    from lamina.types import Message
+
+    settings = get_settings().model_copy(update={"cache": False})
+    model = LocalModel(target, settings=settings)
+    return [
+        model.chat(
+            [Message.model_validate(t.as_dict()) for t in ex.prompt],
+            temperature=0,
+            max_tokens=max_tokens,
+        ).text.strip()
+        for ex in generated
+    ]
 
 
 def _eval_side(
@@ -212,16 +258,9 @@ def _tune(config: TuneConfig, resume: bool, progress: ProgressFn | None) -> dict
     model = load_base(ref, home, device=device, qlora=config.qlora)
     if config.qlora:
         model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    model = peft.get_peft_model(
-        model,
-        peft.LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=list(config.target_modules),
-            task_type="CAUSAL_LM",
-        ),
-    )
+    with warnings.catch_warnings():  # transformers' deprecation notes, raised inside peft
+        warnings.simplefilter("ignore", FutureWarning)
+        model = _with_lora(model, config)
     model.eval()
     # DPO's reference log-probabilities come from the adapter switched off; take them now,
     # not inside the base eval's own switched-off block (peft's switch does not nest).
@@ -272,12 +311,14 @@ def _tune(config: TuneConfig, resume: bool, progress: ProgressFn | None) -> dict
             "tokens_per_s": round(result.tokens_per_s, 1),
             "final_loss": result.final_loss,
             "device": device,
+            "peak_memory_mb": round(_peak_memory_mb(device)),
         },
         "samples": [
             {"prompt": ex.prompt[-1].content, "reference": ex.reference, "base": b, "tuned": t}
             for ex, b, t in zip(generated, base_replies, tuned_replies, strict=False)
         ],
         "export": None,
+        "served": None,
     }
     del model
     gc.collect()
@@ -290,6 +331,11 @@ def _tune(config: TuneConfig, resume: bool, progress: ProgressFn | None) -> dict
             "quant": config.quant,
             "bytes": target.stat().st_size,
         }
+        if generated:
+            served = _served(target, generated, config.max_new_tokens)
+            report["served"] = {"quant": config.quant, **task_metrics(generated, served)}
+            for sample, reply in zip(report["samples"], served, strict=True):
+                sample["served"] = reply
         notify(Progress("export", 1, 1))
     report["seconds"] = round(time.perf_counter() - started, 1)
     _write_json(out / "report.json", report)

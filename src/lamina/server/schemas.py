@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lamina.errors import InvalidRequestError
 from lamina.types import ChatOptions, Completion, Delta, FinishReason, Message, TokenLogprob
@@ -28,6 +30,18 @@ __all__ = [
     "completion_response",
     "new_id",
 ]
+
+
+@contextmanager
+def _invalid_request(what: str) -> Iterator[None]:
+    """A request value our own types refuse is the client's error (400), not ours (500)."""
+    try:
+        yield
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or what}: {e['msg']}" for e in error.errors()
+        )
+        raise InvalidRequestError(f"Invalid {what}: {problems}") from None
 
 
 #: The largest token count a request may name: what a C int holds in the engines below.
@@ -97,7 +111,8 @@ class ChatMessageIn(BaseModel):
         else:
             text = self.content or ""
         role = {"developer": "system", "function": "tool"}.get(self.role, self.role)
-        return Message(role=role, content=text)
+        with _invalid_request("message"):
+            return Message(role=role, content=text)
 
 
 class StreamOptions(BaseModel):
@@ -129,7 +144,8 @@ class _Sampling(_Request):
             "stop": self.stop,
             **extra,
         }
-        return ChatOptions.model_validate({k: v for k, v in values.items() if v is not None})
+        with _invalid_request("options"):
+            return ChatOptions.model_validate({k: v for k, v in values.items() if v is not None})
 
     @property
     def include_usage(self) -> bool:

@@ -195,7 +195,7 @@ class Judge:
             "properties": {
                 "statements": {
                     "type": "array",
-                    "items": {"type": "string", "maxLength": 300},
+                    "items": {"type": "string", "maxLength": 200},
                     "minItems": 1,
                     "maxItems": self.max_statements,
                 }
@@ -206,7 +206,7 @@ class Judge:
         reply = self._ask(
             "statements.j2",
             schema,
-            max_tokens=100 * self.max_statements,
+            max_tokens=64 * self.max_statements + 32,
             question=sample.question,
             answer=sample.answer,
         )

@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -114,6 +115,12 @@ def _table(items: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
     return list(columns), [[_cell(item.get(c)) for c in columns] for item in items]
 
 
+def _meta(run: EvalRun) -> dict[str, str]:
+    data = run.meta.model_dump(exclude={"notes"})
+    data["started_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(run.meta.started_at))
+    return {k: _cell(v) for k, v in data.items()}
+
+
 def _format(value: float) -> str:
     return f"{value:.4g}"
 
@@ -128,7 +135,7 @@ def report_html(run: EvalRun, title: str | None = None) -> str:
         .render(
             title=title or f"lamina eval {run.kind}",
             summary=[(k, _format(v)) for k, v in run.metrics().items()],
-            meta=run.meta.model_dump(exclude={"notes"}),
+            meta=_meta(run),
             notes=run.meta.notes,
             plots=_distribution_plots(run),
             primary=run.primary,
@@ -206,7 +213,7 @@ def comparison_html(a: EvalRun, b: EvalRun, names: tuple[str, str] = ("A", "B"))
         .render(
             title=f"lamina eval compare: {a.kind} vs {b.kind}",
             names=names,
-            metas=[a.meta.model_dump(exclude={"notes"}), b.meta.model_dump(exclude={"notes"})],
+            metas=[_meta(a), _meta(b)],
             summary=summary,
             only=only,
             plots=plots,

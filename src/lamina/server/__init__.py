@@ -2,10 +2,11 @@
 
 app.py          create_app(settings) and serve(settings)
 routes/         chat + completions, embeddings, models, ops (health, metrics, traces)
-middleware.py   the edge: API-key auth, request span, metrics, access log
-generation.py   one generation: admission, first token, stream, close, accounting
+middleware.py   the edge: API-key auth, request span, metrics, access log; body size limit
+protocol.py     uvicorn's h11 protocol with 431 for oversized headers
+generation.py   one generation: preflight off the loop, admission, first token, stream, close
 limits.py       bounded admission queue per model, per-key rate limits
-pool.py         model id -> cached ChatModel + its queue
+pool.py         configured model ids -> ChatModel + its queue, bounded (LRU, memory)
 keys.py         API keys, hashed in SQLite
 uploads.py      upload size limit and safe_filename
 schemas.py      the OpenAI wire format

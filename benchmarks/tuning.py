@@ -11,6 +11,14 @@ included), alternating, ``--runs`` times; tokens/s counts non-padding tokens ove
 after ``--warmup``.
 
     python benchmarks/tuning.py [--runs 3] [--steps 12] [--batch-size 8] [--threads N]
+
+``--grounded``: the grounded-answer experiment instead. Training examples are built from the
+sample corpus and the *dev* questions (samples/qa_dev.jsonl) by ``lamina.tuning.grounded``
+(the generate prompt → the pipeline's verified quote with its [n]); the bundled model is
+tuned on them; then ``--strategy generate`` answers the *test* questions (samples/qa.jsonl,
+none of them in the training data) with the base and with the tuned model.
+
+    python benchmarks/tuning.py --grounded [--epochs 3] [--lr 1e-3] [--threads N]
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "tuning"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples" / "tuning"
 
 
 def _config(out: Path, args: argparse.Namespace) -> Any:
@@ -129,6 +138,93 @@ def _worker(side: str, args: argparse.Namespace) -> None:
     print(json.dumps({"tokens_per_s": (n1 - n0) / (t1 - t0), "peak_mb": peak_mb}))
 
 
+class _Counting:
+    """A pipeline that remembers which strategy produced each answer."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.strategies: list[str] = []
+
+    def ask(self, question: str) -> Any:
+        answer = self.pipeline.ask(question)
+        self.strategies.append(answer.strategy)
+        return answer
+
+
+def _grounded(args: argparse.Namespace) -> None:
+    from lamina.evals.rag import evaluate, load_dataset
+    from lamina.models.local import LocalModel, bundled_model_path
+    from lamina.rag import RagConfig, RagPipeline
+    from lamina.retrieval.index import Index
+    from lamina.settings import get_settings
+    from lamina.tuning.config import TuneConfig
+    from lamina.tuning.data import write_jsonl
+    from lamina.tuning.grounded import grounded_examples
+    from lamina.tuning.run import tune
+
+    work = Path(args.work)
+    index_dir = work / "index"
+    settings = get_settings().model_copy(update={"cache": False})
+    if args.threads:
+        settings.local.n_threads = args.threads
+    if not (index_dir / "lamina.sqlite").exists():
+        with Index(index_dir) as index:
+            index.ingest([ROOT / "samples" / "corpus"])
+    dev, test = (
+        load_dataset(ROOT / "samples" / "qa_dev.jsonl"),
+        load_dataset(ROOT / "samples" / "qa.jsonl"),
+    )
+    questions = [item.question for item in dev if item.answerable]
+    assert not set(questions) & {item.question for item in test}, "a test question in training"
+    started = time.perf_counter()
+    with Index(index_dir) as index:
+        made = grounded_examples(index, questions, LocalModel(settings=settings))
+    data = work / "grounded.jsonl"
+    write_jsonl(data, (ex.record() for ex in made.examples))
+    print(
+        f"{len(made.examples)} grounded examples from {len(questions)} dev questions "
+        f"({len(made.skipped)} not found) in {time.perf_counter() - started:.0f} s"
+    )
+    run = work / "run"
+    if not (run / "model.gguf").exists():
+        report = tune(
+            TuneConfig(
+                data=data,
+                eval_data=data,
+                out=run,
+                epochs=args.epochs,
+                lr=args.lr,
+                batch_size=4,
+                max_length=2048,
+                eval_generate=0,
+                threads=args.threads,
+            )
+        )
+        train = report["train"]
+        print(
+            f"tuned: {train['steps']} steps, {train['tokens']} tokens, {train['seconds']} s "
+            f"({train['tokens_per_s']} tokens/s); train-set loss {report['base']['loss']:.3f}"
+            f" -> {report['tuned']['loss']:.3f}"
+        )
+    print(
+        f"\n{'model':8}{'containment':>13}{'token F1':>10}{'cited right':>13}{'faithful':>10}"
+        f"{'own answer':>12}{'not found':>11}{'p50 s':>8}"
+    )
+    for name, path in (("base", bundled_model_path()), ("tuned", run / "model.gguf")):
+        with Index(index_dir) as index:
+            model = LocalModel(path, settings=settings)
+            pipeline = _Counting(RagPipeline(index, model, config=RagConfig(strategy="generate")))
+            result = evaluate(pipeline, test)  # type: ignore[arg-type]
+        own = sum(s == "generate" for s in pipeline.strategies)
+        print(
+            f"{name:8}{result.containment:>13.1%}{result.token_f1:>10.2f}"
+            f"{result.citation_accuracy:>13.1%}{result.faithfulness:>10.1%}"
+            f"{own:>8}/{result.answerable:<3}{result.not_found:>11.1%}"
+            f"{result.latency_p50_ms / 1000:>8.1f}"
+        )
+        (work / f"eval-{name}.json").write_text(result.model_dump_json(indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -137,7 +233,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--worker", choices=("lamina", "plain"), help=argparse.SUPPRESS)
+    parser.add_argument("--grounded", action="store_true")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--work", default="build/tune-grounded")
     args = parser.parse_args()
+    if args.grounded:
+        _grounded(args)
+        return
     if args.worker:
         _worker(args.worker, args)
         return
@@ -146,11 +249,13 @@ def main() -> None:
     import torch
     import transformers
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load {os.getloadavg()[0]:.2f}; torch {torch.__version__}, transformers "
-          f"{transformers.__version__}, peft {peft.__version__}; threads "
-          f"{args.threads or torch.get_num_threads()}; batch {args.batch_size}, "
-          f"{args.steps} steps ({args.warmup} warm-up)")  # fmt: skip
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load {os.getloadavg()[0]:.2f}; torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, peft {peft.__version__}; threads "
+        f"{args.threads or torch.get_num_threads()}; batch {args.batch_size}, "
+        f"{args.steps} steps ({args.warmup} warm-up)"
+    )
     results: dict[str, list[dict[str, float]]] = {"lamina": [], "plain": []}
     forward = list(sys.argv[1:])
     for _ in range(args.runs):

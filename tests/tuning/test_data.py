@@ -142,6 +142,14 @@ def test_datasets_folder(tmp_path: Path) -> None:
     datasets.Dataset.from_list(rows[:1]).save_to_disk(tmp_path / "one")
     (example,) = load_examples(tmp_path / "one")
     assert example.reference == "Ostrell."
+    chat = [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]
+    mixed = {
+        "prompt": ["Capital?", None],
+        "completion": ["Ostrell.", None],
+        "messages": [None, chat],
+    }
+    datasets.Dataset.from_dict(mixed).save_to_disk(tmp_path / "mixed")  # None: no value here
+    assert [e.reference for e in load_examples(tmp_path / "mixed")] == ["Ostrell.", "A."]
     (tmp_path / "junk").mkdir()
     with pytest.raises(DatasetError, match="not a dataset saved with save_to_disk"):
         load_examples(tmp_path / "junk")

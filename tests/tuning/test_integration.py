@@ -298,3 +298,30 @@ def test_chat_template_and_assistant_only_labels(tuning_home: Path) -> None:
 
     with pytest.raises(DatasetError, match=r"facts.jsonl:1: \d+ tokens, over --max-length 20"):
         encode_examples(tokenizer, [example], 20, "facts")
+
+
+def test_grounded_examples_from_an_index(tuning_home: Path, tmp_path: Path) -> None:
+    """The generate prompt the pipeline would send, and its verified quote as the answer."""
+    from lamina.models.local import LocalModel
+    from lamina.retrieval.index import Index
+    from lamina.tuning.grounded import grounded_examples
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "velmora.md").write_text(
+        "# Velmora\n\nVelmora is an island in the northern sea. The capital of Velmora is "
+        "Ostrell, a port city. The currency of Velmora is the kestrel.\n"
+    )
+    with Index(tmp_path / "index") as index:
+        index.ingest([docs])
+        made = grounded_examples(
+            index,
+            ["What is the currency of Velmora?", "Who won the 2018 FIFA World Cup?"],
+            LocalModel(),
+        )
+    assert made.skipped == ["Who won the 2018 FIFA World Cup?"]
+    (example,) = made.examples
+    prompt, answer = example.messages[0].content, example.reference
+    assert [t.role for t in example.messages] == ["user", "assistant"]
+    assert "What is the currency of Velmora?" in prompt and "[1]" in prompt
+    assert answer == "The currency of Velmora is the kestrel. [1]"

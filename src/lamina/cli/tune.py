@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from lamina.cli.app import app, edge, err, out
+from lamina.cli.app import ModelOpt, app, edge, err, out
 
 tune_app = typer.Typer(
     help="Fine-tune a model (LoRA SFT, DPO) and export it as a GGUF Lamina serves.",
@@ -241,14 +241,28 @@ def dataset(
     kind: Annotated[
         list[str] | None, typer.Option(help="Only runs of this kind (ask, ...); repeatable.")
     ] = None,
+    from_index: Annotated[
+        Path | None,
+        typer.Option("--from-index", help="Build grounded answers from this index instead."),
+    ] = None,
+    questions: Annotated[
+        Path | None,
+        typer.Option(help="With --from-index: questions, one per line or JSONL with 'question'."),
+    ] = None,
+    model: ModelOpt = None,
 ) -> None:
-    """Turn ratings into training data: accepted/fixed answers and preference pairs."""
-    from lamina.feedback import FeedbackStore
-    from lamina.tuning.data import from_feedback as convert
+    """Build training data: from ratings (accepted/fixed answers, preference pairs), or
+    grounded answers from an index (the generate prompt -> the verified quote)."""
     from lamina.tuning.data import write_jsonl
 
-    if not from_feedback:
-        raise typer.BadParameter("say where the data comes from: --from-feedback")
+    if from_feedback == (from_index is not None):
+        raise typer.BadParameter("say where the data comes from: --from-feedback or --from-index")
+    if from_index is not None:
+        _grounded_dataset(from_index, questions, model, output)
+        return
+    from lamina.feedback import FeedbackStore
+    from lamina.tuning.data import from_feedback as convert
+
     store = FeedbackStore()
     data = convert(store.rated(kind))
     written = write_jsonl(output, (ex.record() for ex in data.examples))
@@ -260,6 +274,48 @@ def dataset(
         err.print(f"({len(data.pairs)} DPO pairs not written: add --pairs FILE)")
     if data.skipped:
         err.print(f"({data.skipped} runs rated down without --fix: nothing to learn from them)")
+
+
+def _read_questions(path: Path) -> list[str]:
+    from lamina.errors import InvalidRequestError
+
+    found = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                question = json.loads(line)["question"]
+            except (ValueError, KeyError, TypeError):
+                raise InvalidRequestError(
+                    f"{path}:{number}: a JSON line needs a 'question' string."
+                ) from None
+            found.append(str(question))
+        else:
+            found.append(line.strip())
+    if not found:
+        raise InvalidRequestError(f"{path} holds no questions.")
+    return found
+
+
+def _grounded_dataset(index: Path, questions: Path | None, model: str | None, output: Path) -> None:
+    from lamina.errors import InvalidRequestError
+    from lamina.models import get_model
+    from lamina.retrieval.index import Index
+    from lamina.tuning.data import write_jsonl
+    from lamina.tuning.grounded import grounded_examples
+
+    if questions is None:
+        raise InvalidRequestError("--from-index needs --questions FILE (one question per line).")
+    if not (index / "lamina.sqlite").exists():
+        raise InvalidRequestError(f"No index at {str(index)!r}. Build one with: lamina ingest")
+    asked = _read_questions(questions)
+    with Index(index) as opened:
+        made = grounded_examples(opened, asked, get_model(model))
+    written = write_jsonl(output, (ex.record() for ex in made.examples))
+    err.print(f"{written} grounded examples -> {output}", highlight=False)
+    if made.skipped:
+        err.print(f"({len(made.skipped)} questions not found in the index: skipped)")
 
 
 @app.command()

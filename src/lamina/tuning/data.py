@@ -186,6 +186,8 @@ def parse_example(record: Any, where: str) -> ChatExample:
     """One SFT record (chat or prompt/completion) → :class:`ChatExample`; ``_Invalid`` if wrong."""
     if not isinstance(record, Mapping):
         raise _Invalid(f"a record must be a JSON object, not {type(record).__name__}")
+    # a datasets row has every column of the table, None where this record has no value
+    record = {k: v for k, v in record.items() if v is not None}
     if "messages" in record:
         turns = _turns(record["messages"], "messages")
         if turns[-1].role != "assistant":
@@ -212,6 +214,7 @@ def parse_pair(record: Any, where: str) -> PreferencePair:
     """One DPO record → :class:`PreferencePair`; ``_Invalid`` if wrong."""
     if not isinstance(record, Mapping):
         raise _Invalid(f"a record must be a JSON object, not {type(record).__name__}")
+    record = {k: v for k, v in record.items() if v is not None}
     key = "prompt" if "prompt" in record else "messages" if "messages" in record else None
     missing = [k for k in ("chosen", "rejected") if k not in record]
     if key is None or missing:

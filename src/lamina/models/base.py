@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from lamina.errors import ContextOverflowError, IncompleteOutputError, InvalidRequestError
@@ -22,9 +22,18 @@ from lamina.models.pricing import cost_usd
 from lamina.models.ratelimit import RateLimiter
 from lamina.models.retry import RetryPolicy
 from lamina.settings import Settings, get_settings
-from lamina.types import ChatOptions, Completion, Delta, Message, Usage, as_messages
+from lamina.types import (
+    ChatOptions,
+    Completion,
+    Delta,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    as_messages,
+)
 
-__all__ = ["BaseChatModel", "ChatModel", "Prompt", "drop_oldest_turns"]
+__all__ = ["BaseChatModel", "ChatModel", "Prompt", "drop_oldest_turns", "join_tool_calls"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +110,11 @@ class BaseChatModel(ABC):
     @abstractmethod
     def count_tokens(self, prompt: Prompt) -> int: ...
 
+    def count_request_tokens(self, messages: list[Message], options: ChatOptions) -> int:
+        """Tokens of the whole request as the model sees it; a backend that puts the tool
+        definitions into the prompt text counts them here."""
+        return self.count_tokens(messages)
+
     @abstractmethod
     def _chat(self, messages: list[Message], options: ChatOptions) -> Completion:
         """One call, no retries. Raise TransientError for failures worth retrying."""
@@ -149,13 +163,16 @@ class BaseChatModel(ABC):
         if not self.exact_tokens:
             return messages, options, 0
         window = self.context_window
-        n = self.count_tokens(messages)
+        n = self.count_request_tokens(messages, options)
         dropped = 0
         if options.truncate == "start" and n + options.max_tokens > window:
             messages, dropped = drop_oldest_turns(
-                messages, lambda kept: self.count_tokens(kept) + options.max_tokens <= window
+                messages,
+                lambda kept: (
+                    self.count_request_tokens(kept, options) + options.max_tokens <= window
+                ),
             )
-            n = self.count_tokens(messages)
+            n = self.count_request_tokens(messages, options)
             log.warning("truncate='start' dropped the %d oldest turn(s) to fit", dropped)
         if n >= window:
             raise ContextOverflowError(n, window, self.name)
@@ -170,7 +187,8 @@ class BaseChatModel(ABC):
         return cache_key(self.name, messages, options)
 
     def _estimate_tokens(self, messages: list[Message], options: ChatOptions) -> int:
-        return sum(len(m.content) for m in messages) // 4 + options.max_tokens
+        chars = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
+        return chars // 4 + options.max_tokens
 
     def _priced(self, usage: Usage) -> Usage:
         cost = cost_usd(
@@ -236,7 +254,7 @@ class BaseChatModel(ABC):
         messages, opts, _ = self.prepare(prompt, options, **overrides)
         key = self._key(messages, opts)
         if key and self.cache and (hit := self.cache.get(key)):
-            yield Delta(text=hit.text, finish_reason=hit.finish_reason, usage=hit.usage)
+            yield _replay(hit)
             return
         if self.limiter:
             self.limiter.acquire(self._estimate_tokens(messages, opts))
@@ -264,7 +282,7 @@ class BaseChatModel(ABC):
         messages, opts, _ = self.prepare(prompt, options, **overrides)
         key = self._key(messages, opts)
         if key and self.cache and (hit := self.cache.get(key)):
-            yield Delta(text=hit.text, finish_reason=hit.finish_reason, usage=hit.usage)
+            yield _replay(hit)
             return
         if self.limiter:
             await self.limiter.aacquire(self._estimate_tokens(messages, opts))
@@ -296,7 +314,8 @@ def drop_oldest_turns(
     """Drop the oldest turns until ``fits(messages)``: (kept messages, how many dropped).
 
     System messages and the newest turn are always kept; a user turn goes together with the
-    assistant reply after it, so roles keep alternating.
+    assistant reply after it, so roles keep alternating, and an assistant turn that calls tools
+    goes together with the tool results that answer it (a result without its call is invalid).
 
     >>> turns = [Message.system("s"), Message.user("q1"), Message.assistant("a1")]
     >>> turns.append(Message.user("q2"))
@@ -313,15 +332,52 @@ def drop_oldest_turns(
         end = oldest + 1
         if kept[oldest].role == "user" and end < len(kept) - 1 and kept[end].role == "assistant":
             end += 1
+        # The results of the calls just dropped (and stray results at the front) go too.
+        while end < len(kept) - 1 and kept[end].role == "tool":
+            end += 1
         del kept[oldest:end]
         dropped += end - oldest
     return kept, dropped
 
 
 def _check_complete(result: Completion, options: ChatOptions) -> None:
-    """Structured output cut off by max_tokens does not parse: say so instead of returning it."""
-    if options.json_schema is not None and result.finish_reason == "length":
+    """Structured output cut off by max_tokens does not parse: say so instead of returning it.
+
+    The same holds for a reply that had to be a tool call (the local backend reports a call cut
+    short as ``length`` with no calls)."""
+    if result.finish_reason != "length":
+        return
+    if options.json_schema is not None or (options.must_call and not result.tool_calls):
         raise IncompleteOutputError(result.text, options.max_tokens)
+
+
+def join_tool_calls(pieces: Iterable[ToolCallDelta]) -> list[ToolCall]:
+    """Streamed tool-call pieces joined into whole calls, in index order.
+
+    >>> join_tool_calls([ToolCallDelta(index=0, id="c1", name="calc"),
+    ...                  ToolCallDelta(index=0, arguments='{"x": '),
+    ...                  ToolCallDelta(index=0, arguments="1}")])
+    [ToolCall(id='c1', name='calc', arguments='{"x": 1}')]
+    """
+    calls: dict[int, dict[str, str]] = {}
+    for piece in pieces:
+        call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+        call["id"] = piece.id or call["id"]
+        call["name"] = piece.name or call["name"]
+        call["arguments"] += piece.arguments
+    return [
+        ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}")
+        for i, c in sorted(calls.items())
+    ]
+
+
+def _replay(hit: Completion) -> Delta:
+    """A cached completion as one delta."""
+    pieces = [
+        ToolCallDelta(index=i, id=c.id, name=c.name, arguments=c.arguments)
+        for i, c in enumerate(hit.tool_calls)
+    ]
+    return Delta(text=hit.text, tool_calls=pieces, finish_reason=hit.finish_reason, usage=hit.usage)
 
 
 def _chain(first: Delta, rest: Iterator[Delta]) -> Iterator[Delta]:
@@ -337,6 +393,7 @@ def _assemble(deltas: list[Delta], model: str, started: float) -> Completion:
         usage=last.usage or Usage(),
         model=model,
         latency_ms=(time.perf_counter() - started) * 1000,
+        tool_calls=join_tool_calls(p for d in deltas for p in d.tool_calls),
     )
 
 

@@ -19,8 +19,8 @@ every serving engine runs:
 The KV cache holds ``slots * slot_ctx`` cells as one stream per slot; a request may use its
 slot's ``slot_ctx`` (its ``context_window``), so it never runs out of cells mid-generation.
 Sampling follows LocalModel's chain (top-k, top-p, min-p 0.05, temperature, seeded draw;
-greedy at temperature 0; a JSON-schema grammar first), so a request gets the same answer from
-either backend.
+greedy at temperature 0; a JSON-schema or tool-call grammar first), so a request gets the same
+answer from either backend, tool calls included (:mod:`lamina.models.toolcalls`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from lamina.errors import (
+    IncompleteOutputError,
     InvalidRequestError,
     ModelNotFoundError,
     OverloadedError,
@@ -49,6 +50,7 @@ from lamina.errors import (
 from lamina.models.base import BaseChatModel, Prompt
 from lamina.models.local import GgufPrompter, StopScanner, bundled_model_path, collect, json_grammar
 from lamina.models.native import ensure_runtime
+from lamina.models.toolcalls import OutputScanner, call_id, render_messages, tool_grammar
 from lamina.settings import Settings
 from lamina.types import ChatOptions, Completion, Delta, FinishReason, Message, Usage
 
@@ -189,17 +191,20 @@ class BatchedLocalModel(BaseChatModel):
     def count_tokens(self, prompt: Prompt) -> int:
         return self.prompter.count_tokens(prompt)
 
+    def count_request_tokens(self, messages: list[Message], options: ChatOptions) -> int:
+        return len(self.prompter.prompt_tokens(render_messages(messages, options)))
+
     # -- generation -----------------------------------------------------------------------------
 
     def _submit(self, messages: list[Message], options: ChatOptions, emit: Emit) -> _Request:
         scheduler = self.scheduler
-        tokens = self.prompter.prompt_tokens(messages)
+        tokens = self.prompter.prompt_tokens(render_messages(messages, options))
         request = _Request(
             tokens=tokens,
             options=options,
             sampler=self._sampler(options),
             emit=emit,
-            scanner=StopScanner(options.stop),
+            scanner=OutputScanner(options, StopScanner(options.stop), call_id(tokens)),
             deadline=time.monotonic() + self.timeout_s if self.timeout_s else None,
         )
         try:
@@ -216,15 +221,18 @@ class BatchedLocalModel(BaseChatModel):
         vocab = self.prompter.vocab
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = llama_cpp.llama_sampler_chain_add
-        if (grammar := json_grammar(options.json_schema)) is not None:
+        gbnf, root = tool_grammar(options), "root"
+        if gbnf is None and (grammar := json_grammar(options.json_schema)) is not None:
+            gbnf, root = grammar._grammar, grammar._root
+        if gbnf is not None:
             sampler = llama_cpp.llama_sampler_init_grammar(
-                vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+                vocab, gbnf.encode("utf-8"), root.encode("utf-8")
             )
             if not sampler:
                 llama_cpp.llama_sampler_free(chain)
                 raise InvalidRequestError(
-                    "llama.cpp rejected the grammar built from the JSON schema. Simplify the "
-                    "schema (no external $ref, no unsupported keywords)."
+                    "llama.cpp rejected the grammar built from the JSON schema or the tools' "
+                    "parameters. Simplify the schema (no external $ref, no unsupported keywords)."
                 )
             add(chain, sampler)
         if options.temperature == 0.0:
@@ -293,7 +301,7 @@ class _Request:
     options: ChatOptions
     sampler: Any
     emit: Emit
-    scanner: StopScanner
+    scanner: OutputScanner
     deadline: float | None
     cancelled: bool = False
     seq: int = -1
@@ -549,22 +557,30 @@ class _Scheduler:
         if request.scanner.push(self.prompter.piece(token)):
             self._finish(request, "stop")
             return
-        text = request.scanner.take()
-        if text or logprob is not None:
-            request.send(Delta(text=text, logprob=logprob))
+        delta = request.scanner.take()
+        if delta is not None or logprob is not None:
+            request.send((delta or Delta()).model_copy(update={"logprob": logprob}))
         if request.generated >= request.options.max_tokens:
             self._finish(request, "length")
         else:
             request.pending = token
 
     def _finish(self, request: _Request, reason: FinishReason) -> None:
-        rest = request.scanner.finish(flush=reason == "length")
+        failure: IncompleteOutputError | None = None
+        rest: Delta | None = None
+        try:
+            rest, reason = request.scanner.finish(reason)
+        except IncompleteOutputError as error:  # a tool call cut off by max_tokens
+            failure = error
         usage = Usage(prompt_tokens=len(request.tokens), completion_tokens=request.generated)
         self._service_s = 0.8 * self._service_s + 0.2 * (time.monotonic() - request.admitted_at)
         # Free the slot before the consumer hears of the end, so its next request finds it.
         self._release(request)
-        if rest:
-            request.send(Delta(text=rest))
+        if failure is not None:
+            request.send(failure)
+            return
+        if rest is not None:
+            request.send(rest)
         request.send(Delta(finish_reason=reason, usage=usage))
 
     def _release(self, request: _Request, *, keep_cache: bool = True) -> None:

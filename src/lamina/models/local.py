@@ -9,7 +9,9 @@ The loop is the one every LLM runs, written out so it can be read:
    an end-of-generation token, a stop string or ``max_tokens``.
 
 JSON-schema output is constrained by a GBNF grammar derived from the schema, so the text always
-parses. Log-probabilities come from the logits of each step, at no cost when not asked for.
+parses; so are tool calls (:mod:`lamina.models.toolcalls`: the tools are described in the
+prompt and the grammar admits a call of one of them, with schema-valid arguments, or text).
+Log-probabilities come from the logits of each step, at no cost when not asked for.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from typing import Any, Self
 import numpy as np
 
 from lamina.errors import InvalidRequestError, ModelNotFoundError
-from lamina.models.base import BaseChatModel, Prompt
+from lamina.models.base import BaseChatModel, Prompt, join_tool_calls
 from lamina.models.native import ensure_runtime
+from lamina.models.toolcalls import OutputScanner, call_id, render_messages, tool_grammar
 from lamina.settings import Settings
 from lamina.types import (
     ChatOptions,
@@ -169,13 +172,20 @@ class LocalModel(BaseChatModel):
     def count_tokens(self, prompt: Prompt) -> int:
         return self.prompter.count_tokens(prompt)
 
+    def count_request_tokens(self, messages: list[Message], options: ChatOptions) -> int:
+        return len(self.prompt_tokens(render_messages(messages, options)))
+
     def _piece(self, token: int) -> bytes:
         return self.prompter.piece(token)
 
     # -- generation -----------------------------------------------------------------------------
 
-    def _grammar(self, schema: dict[str, Any] | None) -> Any:
-        return json_grammar(schema)
+    def _grammar(self, options: ChatOptions) -> Any:
+        if (gbnf := tool_grammar(options)) is not None:
+            from llama_cpp import llama_grammar
+
+            return llama_grammar.LlamaGrammar.from_string(gbnf, verbose=False)
+        return json_grammar(options.json_schema)
 
     def _logprob(self, token: int, top: int) -> TokenLogprob:
         import llama_cpp
@@ -190,12 +200,12 @@ class LocalModel(BaseChatModel):
         with self._lock:
             llama = self.llama
             prompter = self.prompter
-            tokens = self.prompt_tokens(messages)
-            grammar = self._grammar(options.json_schema)
+            tokens = self.prompt_tokens(render_messages(messages, options))
+            grammar = self._grammar(options)
             llama.set_seed(
                 options.seed if options.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
             )
-            scanner = StopScanner(options.stop)
+            scanner = OutputScanner(options, StopScanner(options.stop), call_id(tokens))
             generated = 0
             finish: FinishReason = "length"
             for token in llama.generate(
@@ -213,17 +223,17 @@ class LocalModel(BaseChatModel):
                 logprob = (
                     self._logprob(token, options.logprobs) if options.logprobs is not None else None
                 )
-                stopped = scanner.push(prompter.piece(token))
-                if stopped:
+                if scanner.push(prompter.piece(token)):
                     finish = "stop"
                     break
-                safe = scanner.take()
-                if safe or logprob is not None:
-                    yield Delta(text=safe, logprob=logprob)
+                delta = scanner.take()
+                if delta is not None or logprob is not None:
+                    yield (delta or Delta()).model_copy(update={"logprob": logprob})
                 if generated >= options.max_tokens:
                     break
-            if rest := scanner.finish(flush=finish == "length"):
-                yield Delta(text=rest)
+            rest, finish = scanner.finish(finish)
+            if rest is not None:
+                yield rest
             yield Delta(
                 finish_reason=finish,
                 usage=Usage(prompt_tokens=len(tokens), completion_tokens=generated),
@@ -261,8 +271,10 @@ class GgufPrompter:
         self.n_vocab = int(model.n_vocab())
 
     def render(self, messages: Sequence[Message]) -> str:
-        response = self._formatter(messages=[m.model_dump() for m in messages])
-        return str(response.prompt)
+        if any(m.tool_calls or m.role == "tool" for m in messages):
+            messages = render_messages(messages, ChatOptions())  # calls and results as text
+        turns = [{"role": m.role, "content": m.content} for m in messages]
+        return str(self._formatter(messages=turns).prompt)
 
     def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
         prompt = self.render(messages)
@@ -371,8 +383,10 @@ def collect(deltas: Iterable[Delta], model: str, options: ChatOptions) -> Comple
     logprobs: list[TokenLogprob] = []
     finish: FinishReason = "stop"
     usage = Usage()
+    pieces = []
     for delta in deltas:
         parts.append(delta.text)
+        pieces.extend(delta.tool_calls)
         if delta.logprob is not None:
             logprobs.append(delta.logprob)
         if delta.finish_reason is not None:
@@ -385,6 +399,7 @@ def collect(deltas: Iterable[Delta], model: str, options: ChatOptions) -> Comple
         usage=usage,
         model=model,
         logprobs=logprobs if options.logprobs is not None else None,
+        tool_calls=join_tool_calls(pieces),
     )
 
 

@@ -4,6 +4,10 @@ Spec: ``openai:MODEL`` uses the ``openai.base_url`` setting; ``openai:MODEL@URL`
 server inline, e.g. ``openai:qwen2.5-7b@http://gpu-box:8000/v1``. The key is read from the
 environment variable named by ``openai.api_key_env`` (``OPENAI_API_KEY``); it is required for
 api.openai.com and optional for self-hosted servers.
+
+Tools go out as OpenAI's native ``tools``/``tool_choice``; :func:`wire_message`,
+:func:`wire_tool` and :func:`wire_tool_choice` are the one mapping between Lamina's types and
+that wire format (``lamina serve`` speaks the same format to its clients).
 """
 
 from __future__ import annotations
@@ -16,9 +20,30 @@ from lamina.errors import ConfigError
 from lamina.models.http import HTTPChatModel, StreamState
 from lamina.models.pricing import PRICES
 from lamina.settings import Settings, get_settings
-from lamina.types import ChatOptions, Completion, Delta, FinishReason, Message, TokenLogprob, Usage
+from lamina.types import (
+    ChatOptions,
+    Completion,
+    Delta,
+    FinishReason,
+    Message,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    ToolSpec,
+    Usage,
+)
 
-__all__ = ["OpenAIModel", "auth_headers", "is_official", "split_spec"]
+__all__ = [
+    "OpenAIModel",
+    "auth_headers",
+    "is_official",
+    "split_spec",
+    "wire_message",
+    "wire_tool",
+    "wire_tool_call",
+    "wire_tool_choice",
+]
 
 OPENAI_HOST = "api.openai.com"
 _WINDOWS = {"gpt-4o": 128_000, "gpt-4.1": 1_047_576, "o3": 200_000, "o4": 200_000}
@@ -107,7 +132,7 @@ class OpenAIModel(HTTPChatModel):
     def _body(self, messages: list[Message], options: ChatOptions, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [m.model_dump() for m in messages],
+            "messages": [wire_message(m) for m in messages],
             "temperature": options.temperature,
             "top_p": options.top_p,
             "max_tokens": options.max_tokens,
@@ -133,6 +158,11 @@ class OpenAIModel(HTTPChatModel):
         if options.logprobs is not None:
             body["logprobs"] = True
             body["top_logprobs"] = options.logprobs
+        if options.tools:
+            body["tools"] = [wire_tool(t) for t in options.tools]
+            body["tool_choice"] = wire_tool_choice(options.tool_choice)
+            if options.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = options.parallel_tool_calls
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -141,8 +171,17 @@ class OpenAIModel(HTTPChatModel):
     def _completion(self, body: dict[str, Any]) -> Completion:
         choice = body["choices"][0]
         usage = body.get("usage") or {}
+        calls = [
+            ToolCall(
+                id=c.get("id") or f"call_{i}",
+                name=c["function"]["name"],
+                arguments=c["function"].get("arguments") or "{}",
+            )
+            for i, c in enumerate(choice["message"].get("tool_calls") or [])
+        ]
         return Completion(
             text=choice["message"].get("content") or "",
+            tool_calls=calls,
             finish_reason=_FINISH.get(choice.get("finish_reason"), "stop"),
             usage=Usage(
                 prompt_tokens=usage.get("prompt_tokens", 0),
@@ -162,11 +201,21 @@ class OpenAIModel(HTTPChatModel):
         choice = choices[0]
         if reason := choice.get("finish_reason"):
             state.finish_reason = _FINISH.get(reason, "stop")
-        text = (choice.get("delta") or {}).get("content")
-        if not text:
+        delta = choice.get("delta") or {}
+        text = delta.get("content") or ""
+        pieces = [
+            ToolCallDelta(
+                index=c.get("index", i),
+                id=c.get("id"),
+                name=(c.get("function") or {}).get("name"),
+                arguments=(c.get("function") or {}).get("arguments") or "",
+            )
+            for i, c in enumerate(delta.get("tool_calls") or [])
+        ]
+        if not text and not pieces:
             return None
         logprobs = _logprobs(choice.get("logprobs"))
-        return Delta(text=text, logprob=logprobs[0] if logprobs else None)
+        return Delta(text=text, tool_calls=pieces, logprob=logprobs[0] if logprobs else None)
 
 
 def _logprobs(block: dict[str, Any] | None) -> list[TokenLogprob] | None:
@@ -180,3 +229,55 @@ def _logprobs(block: dict[str, Any] | None) -> list[TokenLogprob] | None:
         )
         for item in block["content"]
     ]
+
+
+def wire_tool_call(call: ToolCall) -> dict[str, Any]:
+    """A call in an assistant message, as OpenAI writes it.
+
+    >>> wire_tool_call(ToolCall(id="call_1", name="calc", arguments="{}"))
+    {'id': 'call_1', 'type': 'function', 'function': {'name': 'calc', 'arguments': '{}'}}
+    """
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def wire_message(message: Message) -> dict[str, Any]:
+    """A message in OpenAI's chat format: calls on assistant turns, ``tool_call_id`` on results.
+
+    >>> wire_message(Message.tool("4", "call_1"))
+    {'role': 'tool', 'content': '4', 'tool_call_id': 'call_1'}
+    """
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [wire_tool_call(c) for c in message.tool_calls]
+    if message.role == "tool":
+        out["tool_call_id"] = message.tool_call_id
+    elif message.name:
+        out["name"] = message.name
+    return out
+
+
+def wire_tool(tool: ToolSpec) -> dict[str, Any]:
+    """A tool definition in OpenAI's ``tools`` list."""
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+        },
+    }
+
+
+def wire_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
+    """``auto``/``none``/``required`` as they are; a named tool as OpenAI's object.
+
+    >>> wire_tool_choice({"name": "calc"})
+    {'type': 'function', 'function': {'name': 'calc'}}
+    """
+    if isinstance(choice, dict):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    return choice

@@ -88,11 +88,17 @@ def _histogram(title: str, series: Sequence[tuple[str, list[float]]]) -> Plot:
     return Plot(title, _svg(figure))
 
 
+#: Item fields that identify or locate an item rather than score it: no histogram.
+_NOT_SCORES = {"id", "window", "start", "end", "chunk", "scored", "n"}
+
+
 def _distribution_plots(run: EvalRun, limit: int = 12) -> list[Plot]:
     plots: list[Plot] = []
     for name, values in iter_numeric(run.items):
         if len(plots) == limit:
             break
+        if name in _NOT_SCORES or name.startswith(("judge_details.", "rank_")):
+            continue
         if len(set(values)) > 1 or (values and "latency" in name):
             plots.append(_histogram(name, [("", values)]))
     return plots
@@ -112,7 +118,10 @@ def _table(items: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
     columns: dict[str, None] = {}
     for item in items:
         columns.update(dict.fromkeys(item))
-    return list(columns), [[_cell(item.get(c)) for c in columns] for item in items]
+    # Lists and objects (contexts, details) are long: after the fields one scans.
+    nested = {c for c in columns if any(isinstance(i.get(c), list | dict) for i in items)}
+    order = [c for c in columns if c not in nested] + [c for c in columns if c in nested]
+    return order, [[_cell(item.get(c)) for c in order] for item in items]
 
 
 def _meta(run: EvalRun) -> dict[str, str]:

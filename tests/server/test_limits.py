@@ -3,6 +3,7 @@ turns, and request values that must be refused with a clear 400 rather than a 50
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -190,3 +191,48 @@ def test_bad_values_are_400_with_the_reason(
     )
     assert r.status_code == 400, r.text
     assert words in r.json()["error"]["message"]
+
+
+class TimedEmbedder(CountingEmbedder):
+    """Records when each turn starts and ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.turns: list[tuple[float, float]] = []
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        started = time.perf_counter()
+        vectors = super().embed_documents(texts)
+        self.turns.append((started, time.perf_counter()))
+        return vectors
+
+
+def _idle_between_turns(turns: list[tuple[float, float]]) -> float:
+    return sum(b[0] - a[1] for a, b in itertools.pairwise(turns))
+
+
+def test_embedding_turns_leave_room_for_chats_that_are_generating(tmp_path: Path) -> None:
+    from tests.server.conftest import SlowModel
+
+    embedder = TimedEmbedder()
+    app = create_app(
+        make_settings(tmp_path, embedding_batch=4),
+        models={"lamina": SlowModel(delay=0.05)},
+        embedders={"e": embedder},
+    )
+    body = {"model": "e", "input": [f"t{i}" for i in range(24)]}  # 6 turns of ~50 ms
+    with LiveServer(app) as live:
+        httpx.post(f"{live.url}/v1/embeddings", json=body, timeout=30)
+        alone = _idle_between_turns(embedder.turns)
+        embedder.turns.clear()
+        chat = {"model": "lamina", "messages": [{"role": "user", "content": "w " * 60}]}
+        talking = threading.Thread(
+            target=httpx.post, args=(f"{live.url}/v1/chat/completions",), kwargs={"json": chat}
+        )
+        talking.start()  # 60 words at 50 ms: generating for 3 s
+        time.sleep(0.3)
+        httpx.post(f"{live.url}/v1/embeddings", json=body, timeout=30)
+        shared = _idle_between_turns(embedder.turns)
+        talking.join()
+    assert alone < 0.1  # nobody else: turns back to back
+    assert shared >= 5 * 0.04  # a chat generating: a pause as long as each turn after it

@@ -3,8 +3,12 @@
 A request holds at most ``server.max_embedding_inputs`` texts. They are embedded in turns of
 ``server.embedding_batch`` texts, each turn queueing afresh at the model's admission gate (a
 FIFO), so a small request that arrives behind a large one waits for one turn, not for the whole
-of it. The embedding and the JSON of the answer (hundreds of thousands of floats) are made in
-worker threads: the event loop, and with it every stream and /health, never waits on them.
+of it. Embedding and chat generation share the CPU: while any chat is generating, each turn
+is followed by a pause as long as the turn (at most a second), so a large embedding request
+takes at most about half of the machine from the chats instead of competing for all of it.
+The embedding and the JSON of the answer (hundreds of thousands of floats, written one vector
+at a time) are made in worker threads: the event loop, and with it every stream and /health,
+never waits on them.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from typing import Any
+import time
 
 import numpy as np
 import numpy.typing as npt
@@ -68,7 +72,11 @@ async def embeddings(
                 for start in range(0, len(texts), cfg.embedding_batch):
                     batch = texts[start : start + cfg.embedding_batch]
                     async with admission.slot():
+                        began = time.perf_counter()
                         parts.append(await asyncio.to_thread(_embed, embedder, batch))
+                    last_turn = start + cfg.embedding_batch >= len(texts)
+                    if not last_turn and any(s.admission.running for s in state.pool.all()):
+                        await asyncio.sleep(min(1.0, time.perf_counter() - began))
     except TimeoutError:
         raise RequestTimeout(timeout, "embedding") from None
     payload = await asyncio.to_thread(
@@ -90,19 +98,20 @@ def _embed(embedder: Embedder, texts: list[str]) -> npt.NDArray[np.float32]:
 def _answer(
     vectors: npt.NDArray[np.float32], texts: list[str], model_id: str, encoding: str
 ) -> bytes:
-    data = []
+    """The response body, serialised one vector at a time: one json.dumps over millions of
+    floats would hold the GIL for seconds, and with it the event loop's thread."""
+    items = []
     for i, vector in enumerate(vectors):
-        value: Any = (
-            base64.b64encode(vector.astype("<f4").tobytes()).decode()
+        value = (
+            json.dumps(base64.b64encode(vector.astype("<f4").tobytes()).decode())
             if encoding == "base64"
-            else vector.tolist()
+            else json.dumps(vector.tolist())
         )
-        data.append({"object": "embedding", "index": i, "embedding": value})
+        items.append(f'{{"object": "embedding", "index": {i}, "embedding": {value}}}')
     tokens = sum(max(1, len(t) // 4) for t in texts)  # an estimate: embedders expose no count
-    body = {
-        "object": "list",
-        "data": data,
-        "model": model_id,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
-    return json.dumps(body).encode()
+    usage = json.dumps({"prompt_tokens": tokens, "total_tokens": tokens})
+    body = (
+        f'{{"object": "list", "data": [{", ".join(items)}], '
+        f'"model": {json.dumps(model_id)}, "usage": {usage}}}'
+    )
+    return body.encode()

@@ -145,6 +145,9 @@ class _Counting:
         self.pipeline = pipeline
         self.strategies: list[str] = []
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pipeline, name)
+
     def ask(self, question: str) -> Any:
         answer = self.pipeline.ask(question)
         self.strategies.append(answer.strategy)

@@ -22,6 +22,8 @@ server turn these into exit codes and HTTP statuses at the edge; nothing below t
     ├── ModelUnavailableError    (server.errors) a configured model failed to load: 503
     ├── NotImplementedFeature    (server.errors) an API feature Lamina does not offer: 501
     ├── RequestTimeout           (server.errors) the whole-request deadline passed: 504
+    ├── ToolError                (tools.errors) a tool call failed; the agent shows it to the model
+    │   └── SandboxError             (tools.errors) the python sandbox cannot isolate code here
     └── ProviderError            a model backend failed
         ├── TransientError       worth retrying: connect error, timeout, 429, 5xx
         │   ├── RateLimitError   429 / client-side limit; carries retry_after seconds

@@ -24,12 +24,15 @@ from pydantic_settings import (
 from lamina.errors import ConfigError
 
 __all__ = [
+    "AgentSettings",
     "AnthropicSettings",
     "LoaderSettings",
     "LocalSettings",
     "OpenAISettings",
+    "SandboxSettings",
     "ServerSettings",
     "Settings",
+    "ToolSettings",
     "config_file",
     "get_settings",
 ]
@@ -226,6 +229,60 @@ class LoaderSettings(BaseModel):
     )
 
 
+class SandboxSettings(BaseModel):
+    """The ``python`` tool's sandbox (lamina.tools.sandbox; what it protects: docs/agents.md)."""
+
+    allow_unsafe: bool = Field(
+        False,
+        description="Run code without network and filesystem isolation when the OS cannot "
+        "provide it (no user namespaces). Off: the tool refuses instead.",
+    )
+    cpu_s: int = Field(5, ge=1, description="CPU seconds the code may use.")
+    wall_s: float = Field(10.0, gt=0, description="Wall-clock seconds before it is killed.")
+    memory_bytes: int = Field(
+        512 * 1024 * 1024, ge=32 * 1024 * 1024, description="Address-space limit."
+    )
+    processes: int = Field(16, ge=1, description="Processes and threads it may run at once.")
+    output_bytes: int = Field(
+        64 * 1024, ge=1024, description="stdout + stderr read back; more kills the run."
+    )
+    disk_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024 * 1024, description="Size of its writable work directory."
+    )
+
+
+class ToolSettings(BaseModel):
+    """Built-in tools (lamina.tools)."""
+
+    timeout_s: float = Field(30.0, gt=0, description="Longest one tool call may run.")
+    max_output_chars: int = Field(
+        4000, ge=100, description="Longest observation shown to the model; more is cut."
+    )
+    http_allow: list[str] = Field(
+        default_factory=list,
+        description="URL prefixes http_get may fetch (e.g. 'https://docs.python.org/'); "
+        "empty keeps http_get off.",
+    )
+    web_search_url: str | None = Field(
+        None,
+        description="A SearxNG-compatible JSON search endpoint for web_search "
+        "(e.g. 'http://127.0.0.1:8888/search'); empty: web_search has no provider.",
+    )
+    sql_database: Path | None = Field(
+        None, description="The SQLite file the sql tool reads (opened read-only)."
+    )
+
+
+class AgentSettings(BaseModel):
+    """The agent loop (lamina.agents): its default limits."""
+
+    max_steps: int = Field(8, ge=1, description="Model calls in one run before it stops.")
+    timeout_s: float = Field(300.0, gt=0, description="Wall-clock limit of one run.")
+    max_tokens: int | None = Field(None, ge=1, description="Token budget of one run.")
+    max_cost_usd: float | None = Field(None, ge=0, description="Cost budget of one run.")
+    max_tool_errors: int = Field(3, ge=1, description="Failed tool calls before it stops.")
+
+
 class Settings(BaseSettings):
     """Every knob Lamina reads. See the module docstring for where values come from."""
 
@@ -240,6 +297,9 @@ class Settings(BaseSettings):
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     loaders: LoaderSettings = Field(default_factory=LoaderSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    tools: ToolSettings = Field(default_factory=ToolSettings)
+    agents: AgentSettings = Field(default_factory=AgentSettings)
 
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for API backends.")
     max_retries: int = Field(4, ge=0, description="Retries of transient failures.")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -46,6 +47,8 @@ CALL_OPEN = "<tool_call>"
 CALL_CLOSE = "</tool_call>"
 _END = "}" + CALL_CLOSE  # closes the {"name": ..., "arguments": ...} object, then the tag
 _LOOSE_CHAR = 'char ::= [^"\\\\] |'
+# ^[class]{m,n}$ (or + / *) over plain characters: written as one bounded GBNF class
+_SIMPLE_PATTERN = re.compile(r'^\^(\[[^\]\\"]+\])(\{\d+,\d+\}|\+|\*)\$$')
 _JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
 
 
@@ -210,6 +213,14 @@ def _converter() -> Any:
         ``maxLength: 2000`` as 2000 nested optional groups, which llama.cpp then refuses."""
 
         def visit(self, schema: dict[str, Any], name: str) -> str:
+            simple = _SIMPLE_PATTERN.match(str(schema.get("pattern", "")))
+            if simple and not {"enum", "const", "format"} & schema.keys():
+                chars, repeat = simple.groups()
+                low = max(int(schema.get("minLength", 0)), 1 if repeat == "+" else 0)
+                high = schema.get("maxLength")
+                if repeat in ("+", "*"):
+                    repeat = f"{{{low},{'' if high is None else int(high)}}}"
+                return str(self._add_rule(name, f'"\\"" {chars}{repeat} "\\"" space'))
             lengths = {"minLength", "maxLength"} & schema.keys()
             special = {"enum", "const", "pattern", "format", "$ref"} & schema.keys()
             if schema.get("type") == "string" and lengths and not special:

@@ -7,14 +7,26 @@ options, progress bars, the chat loop); each other module registers one group of
 - ``retrieval``: ingest, search, bench
 - ``rag``: ask, grounded chat
 - ``eval``: eval gen, ppl, rag, retrieval, compare
-- ``server``: serve, keys, traces
+- ``server``: serve, keys, traces (and traces show)
+- ``agents``: agent, crew, tools list / run
 - ``tune``: tune sft, dpo, dataset; feedback
 - ``doctor``: the installation check
 
 Errors become messages and exit codes here, nowhere deeper.
 """
 
-from lamina.cli import doctor, eval, models, rag, retrieval, server, tune
+from lamina.cli import agents, doctor, eval, models, rag, retrieval, server, tune
 from lamina.cli.app import app, main
 
-__all__ = ["app", "doctor", "eval", "main", "models", "rag", "retrieval", "server", "tune"]
+__all__ = [
+    "agents",
+    "app",
+    "doctor",
+    "eval",
+    "main",
+    "models",
+    "rag",
+    "retrieval",
+    "server",
+    "tune",
+]

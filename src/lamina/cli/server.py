@@ -129,14 +129,36 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
     typer.echo(f"revoked {name}")
 
 
-@app.command()
+traces_app = typer.Typer(
+    help="Spans in the local trace store (lamina serve, agent runs).", invoke_without_command=True
+)
+app.add_typer(traces_app, name="traces")
+
+
+@traces_app.callback()
 @edge
 def traces(
+    ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="How many of the newest spans.")] = 50,
     trace_id: Annotated[str | None, typer.Option(help="Only this trace.")] = None,
 ) -> None:
     """Print spans from the local trace store of `lamina serve`, one JSON object a line."""
     from lamina.telemetry.tracing import read_spans
 
+    if ctx.invoked_subcommand is not None:
+        return
     for span in read_spans(get_settings().traces_dir, limit=limit, trace_id=trace_id):
         typer.echo(json.dumps(span))
+
+
+@traces_app.command("show")
+@edge
+def traces_show(trace_id: Annotated[str, typer.Argument(help="The trace id.")]) -> None:
+    """Print one trace (an agent run, a request) as a tree of spans."""
+    from lamina.telemetry.tracing import read_spans, trace_lines
+
+    spans = read_spans(get_settings().traces_dir, limit=100_000, trace_id=trace_id)
+    if not spans:
+        raise LaminaError(f"No spans of trace {trace_id!r}; `lamina traces` lists recent ones.")
+    for line in trace_lines(spans, width=10_000):
+        typer.echo(line)

@@ -27,7 +27,14 @@ from opentelemetry.sdk.trace.export import (
 
 from lamina.settings import Settings
 
-__all__ = ["JsonLinesSpanExporter", "make_tracer_provider", "read_spans", "span_record"]
+__all__ = [
+    "JsonLinesSpanExporter",
+    "make_tracer_provider",
+    "read_spans",
+    "span_record",
+    "span_tree",
+    "trace_lines",
+]
 
 
 def span_record(span: ReadableSpan) -> dict[str, Any]:
@@ -107,3 +114,51 @@ def read_spans(
                 if trace_id is None or record.get("trace_id") == trace_id:
                     found.append(record)
     return list(found)
+
+
+def span_tree(spans: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """The spans of one trace as (depth, span) in tree order: each parent before its
+    children, siblings by start time. A span whose parent is missing is a root.
+
+    >>> spans = [{"span_id": "b", "parent_id": "a", "start": "2"},
+    ...          {"span_id": "a", "parent_id": None, "start": "1"}]
+    >>> [(depth, s["span_id"]) for depth, s in span_tree(spans)]
+    [(0, 'a'), (1, 'b')]
+    """
+    ids = {s.get("span_id") for s in spans}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for span in spans:
+        parent = span.get("parent_id") if span.get("parent_id") in ids else None
+        children.setdefault(parent, []).append(span)
+    ordered: list[tuple[int, dict[str, Any]]] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for span in sorted(children.get(parent, []), key=lambda s: str(s.get("start", ""))):
+            ordered.append((depth, span))
+            walk(span.get("span_id"), depth + 1)
+
+    walk(None, 0)
+    return ordered
+
+
+def trace_lines(spans: list[dict[str, Any]], width: int = 100) -> list[str]:
+    """One trace as an indented tree, one span a line: name, duration, then its ``lamina.``
+    attributes (long values cut to fit ``width``).
+
+    >>> spans = [{"span_id": "a", "parent_id": None, "start": "1", "name": "agent.run",
+    ...           "duration_ms": 12.5, "attributes": {"lamina.task": "2+2?"}}]
+    >>> trace_lines(spans)
+    ['agent.run  12.5 ms  task=2+2?']
+    """
+    lines = []
+    for depth, span in span_tree(spans):
+        attrs = " ".join(
+            f"{key.removeprefix('lamina.')}={value}"
+            for key, value in (span.get("attributes") or {}).items()
+            if key.startswith("lamina.")
+        )
+        line = f"{'  ' * depth}{span.get('name')}  {span.get('duration_ms', 0):g} ms"
+        if attrs:
+            line += f"  {attrs}"
+        lines.append(line if len(line) <= width else line[: width - 1] + "…")
+    return lines

@@ -62,18 +62,27 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
     port = free_port()
-    env = {**os.environ, "LAMINA_HOME": str(home)}
+    # Four requests at once with a 4096-token window each: ragas' prompts carry few-shot
+    # examples and every context, more than the default 8 slots x 1024 tokens hold.
+    env = {
+        "LAMINA_LOCAL__N_CTX": "16384",
+        "LAMINA_LOCAL__SLOTS": "4",
+        **os.environ,
+        "LAMINA_HOME": str(home),
+    }
+    log = home / "serve.log"  # a file, not a pipe nobody reads: a full pipe would stall it
+    log.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "lamina", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log.open("wb"),
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"lamina serve exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            raise RuntimeError(f"lamina serve exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                 return proc, f"{base}/v1"
@@ -108,7 +117,9 @@ def make_samples(index_dir: Path, limit: int | None) -> list[dict[str, Any]]:
     ]
 
 
-def lamina_scores(samples: list[dict[str, Any]], base_url: str) -> list[dict[str, Any]]:
+def lamina_scores(
+    samples: list[dict[str, Any]], base_url: str, partial: Path
+) -> list[dict[str, Any]]:
     from lamina.errors import LaminaError
     from lamina.evals.judge import Judge, JudgeSample
     from lamina.models import get_model
@@ -125,6 +136,7 @@ def lamina_scores(samples: list[dict[str, Any]], base_url: str) -> list[dict[str
             scored.append({"values": judged.values, "errors": judged.errors})
         except LaminaError as exc:  # a timeout of the busy server: count it, go on
             scored.append({"values": {}, "errors": {"all": str(exc)}})
+        partial.write_text(json.dumps(scored, indent=2))  # kept if the ragas side fails
         print(f"  lamina {n}/{len(samples)}", file=sys.stderr, flush=True)
     return scored
 
@@ -141,9 +153,10 @@ def ragas_scores(samples: list[dict[str, Any]], base_url: str) -> list[dict[str,
         ResponseRelevancy,
     )
 
-    chat = ChatOpenAI(model="lamina", base_url=base_url, api_key="unused", max_tokens=1024)
-    # lamina serve answers n=1 only; bypass_n makes ragas ask n times instead of n at once.
-    llm = LangchainLLMWrapper(chat, bypass_n=True)
+    # ragas 0.2 asks for one completion per call (n=1): what lamina serve accepts. 384 tokens
+    # hold the longest JSON these prompts ask for; a small model that rambles stops there.
+    chat = ChatOpenAI(model="lamina", base_url=base_url, api_key="unused", max_tokens=384)
+    llm = LangchainLLMWrapper(chat)
     embeddings = LangchainEmbeddingsWrapper(
         OpenAIEmbeddings(
             model="minilm",
@@ -216,7 +229,9 @@ def main() -> None:
             # Both sides at once: the server batches requests, so the pair takes less time.
             with ThreadPoolExecutor(1) as pool:
                 t0 = time.perf_counter()
-                pending = pool.submit(lamina_scores, samples, base_url)
+                partial = args.out.with_suffix(".lamina-partial.json")
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                pending = pool.submit(lamina_scores, samples, base_url, partial)
                 theirs = ragas_scores(samples, base_url)
                 ragas_s = time.perf_counter() - t0
                 ours = pending.result()

@@ -53,13 +53,17 @@ class TuneConfig(BaseModel):
     )
     max_new_tokens: int = Field(64, ge=1)
     qlora: bool = False
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute each layer's activations in the backward pass instead of "
+        "keeping them: far less memory for long examples, about a third more compute.",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(
         None,
         ge=1,
-        description="CPU threads for torch; empty means torch's default (every core). On a "
-        "busy machine fewer threads than cores is much faster: torch's threads wait for "
-        "each other at every operation.",
+        description="CPU threads for torch; empty means the cores the machine's load leaves "
+        "idle (all of them on an idle machine).",
     )
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import os
 import shutil
 import time
 import warnings
@@ -118,6 +119,17 @@ def export_model(
     return target
 
 
+def _idle_cores() -> int:
+    """torch's threads minus the machine's load (at least one).
+
+    torch's CPU threads spin while they wait for each other at every operation, so a thread
+    without a core of its own stalls them all: on 2 cores under load 10, a training step took
+    6-50 s with two threads and 1.3-1.7 s with one. On an idle machine this is every core.
+    """
+    cores = int(torch.get_num_threads())
+    return max(1, min(cores, round(cores - os.getloadavg()[0])))
+
+
 def _with_lora(model: Any, config: TuneConfig) -> Any:
     return peft.get_peft_model(
         model,
@@ -142,7 +154,7 @@ def _peak_memory_mb(device: str) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-def _served(target: Path, generated: list[ChatExample], max_tokens: int) -> list[str]:
+def _served(target: Path, generated: list[ChatExample], max_tokens: int, threads: int) -> list[str]:
     """Replies of the exported GGUF run by llama.cpp, as ``lamina generate`` would give them.
 
     The response cache stays off: it keys local models by file name, and every run's file
@@ -151,7 +163,8 @@ def _served(target: Path, generated: list[ChatExample], max_tokens: int) -> list
     from lamina.models.local import LocalModel
     from lamina.types import Message
 
-    settings = get_settings().model_copy(update={"cache": False})
+    settings = get_settings().model_copy(update={"cache": False}, deep=True)
+    settings.local.n_threads = settings.local.n_threads or threads
     model = LocalModel(target, settings=settings)
     return [
         model.chat(
@@ -212,8 +225,8 @@ def _tune(config: TuneConfig, resume: bool, progress: ProgressFn | None) -> dict
     if not held:
         examples, held = split_eval(examples, config.eval_fraction, config.seed)
     device = resolve_device(config.device, config.qlora)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    threads = config.threads or _idle_cores()
+    torch.set_num_threads(threads)
     ref = resolve_base(config.base)
     if config.export:
         check_exportable(ref.gguf)
@@ -260,6 +273,8 @@ def _tune(config: TuneConfig, resume: bool, progress: ProgressFn | None) -> dict
         model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     with warnings.catch_warnings():  # transformers' deprecation notes, raised inside peft
         warnings.simplefilter("ignore", FutureWarning)
+        if config.gradient_checkpointing:
+            model.gradient_checkpointing_enable({"use_reentrant": False})
         model = _with_lora(model, config)
     model.eval()
     # DPO's reference log-probabilities come from the adapter switched off; take them now,
@@ -311,6 +326,7 @@ def _tune(config: TuneConfig, resume: bool, progress: ProgressFn | None) -> dict
             "tokens_per_s": round(result.tokens_per_s, 1),
             "final_loss": result.final_loss,
             "device": device,
+            "threads": threads if device == "cpu" else None,
             "peak_memory_mb": round(_peak_memory_mb(device)),
         },
         "samples": [
@@ -332,7 +348,7 @@ def _tune(config: TuneConfig, resume: bool, progress: ProgressFn | None) -> dict
             "bytes": target.stat().st_size,
         }
         if generated:
-            served = _served(target, generated, config.max_new_tokens)
+            served = _served(target, generated, config.max_new_tokens, threads)
             report["served"] = {"quant": config.quant, **task_metrics(generated, served)}
             for sample, reply in zip(report["samples"], served, strict=True):
                 sample["served"] = reply

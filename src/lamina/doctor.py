@@ -96,8 +96,9 @@ def masked_settings(settings: Settings) -> dict[str, Any]:
 def _egress(settings: Settings) -> list[str]:
     """Every place configured to receive data over the network (nothing, out of the box)."""
     found: list[str] = []
-    specs = [settings.model, settings.server.model or "", *settings.server.models]
-    for spec in specs:
+    server = settings.server
+    specs = [settings.model, server.model or "", *server.models.values()]
+    for spec in [*specs, *server.embedding_models.values()]:
         backend, _, name = spec.partition(":")
         if backend == "openai":
             url = name.partition("@")[2] or settings.openai.base_url

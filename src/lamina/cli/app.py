@@ -21,6 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from lamina import __version__
 from lamina.errors import LaminaError
@@ -64,7 +65,8 @@ def edge(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except LaminaError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            # The message is text, not markup: "[1]" or "[server.models]" must show as written.
+            err.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None

@@ -78,6 +78,11 @@ def test_a_started_run_is_not_overwritten(tmp_path: Path) -> None:
         "openai:gpt-4o",
     )
     assert code == 1 and "needs the weights" in output
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"GGUF" + b"\xff" * 64)
+    code, output = _invoke("tune", "sft", "--data", str(SAMPLES / "facts.jsonl"), "--out",
+                           str(tmp_path / "r2"), "--base", str(junk))  # fmt: skip
+    assert code == 1 and "is not a readable GGUF model file" in output
 
 
 def test_resume_refuses_a_checkpoint_of_other_options(tmp_path: Path) -> None:

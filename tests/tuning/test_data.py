@@ -213,3 +213,16 @@ def test_written_records_read_back(tmp_path: Path) -> None:
         type(e)(e.messages, e.answers, f"{tmp_path / 'out' / 'x.jsonl'}:{i}")
         for i, e in enumerate(examples, start=1)
     ]
+
+
+def test_hostile_lines_are_named_not_crashed_on(tmp_path: Path) -> None:
+    data = tmp_path / "hostile.jsonl"
+    data.write_bytes(
+        b'{"prompt": "ok", "completion": "fine"}\n'
+        b'{"prompt": "caf\xe9", "completion": "latin-1"}\n' + b"[" * 100_000 + b"\n"
+    )
+    with pytest.raises(DatasetError) as caught:
+        load_examples(data)
+    text = str(caught.value)
+    assert f"{data}:2: not UTF-8 text (byte 16 of the line)" in text
+    assert f"{data}:3: JSON nested too deeply" in text and caught.value.total == 2

@@ -234,15 +234,22 @@ def _records(path: Path) -> Iterator[tuple[str, Any]]:
         return
     if not path.is_file():
         raise DatasetError(str(path), [f"{path}: no such file or folder"], 1)
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield where, _Invalid(f"not UTF-8 text (byte {exc.start + 1} of the line)")
+                continue
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 yield where, json.loads(line)
             except json.JSONDecodeError as exc:
                 yield where, _Invalid(f"not valid JSON ({exc.msg} at column {exc.colno})")
+            except RecursionError:
+                yield where, _Invalid("JSON nested too deeply")
 
 
 def _dataset_rows(path: Path) -> Iterator[tuple[str, Any]]:

@@ -44,7 +44,12 @@ _FILE_TYPE_F32 = 0
 
 def gguf_architecture(path: Path) -> str:
     gguf = require("gguf")
-    return str(gguf.GGUFReader(path).fields["general.architecture"].contents())
+    try:
+        return str(gguf.GGUFReader(path).fields["general.architecture"].contents())
+    except (ValueError, KeyError, IndexError, OSError) as exc:
+        raise TuningError(
+            f"{str(path)!r} is not a readable GGUF model file ({exc.__class__.__name__}: {exc})."
+        ) from None
 
 
 def check_exportable(path: Path) -> None:

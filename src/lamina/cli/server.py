@@ -94,9 +94,14 @@ def keys_create(
     tpm: Annotated[
         float | None, typer.Option(help="Tokens per minute (default: server setting).")
     ] = None,
+    admin: Annotated[
+        bool, typer.Option(help="May share its document collections with every other key.")
+    ] = False,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
-    key = _key_store().create(name, requests_per_minute=rpm, tokens_per_minute=tpm)
+    key = _key_store().create(
+        name, requests_per_minute=rpm, tokens_per_minute=tpm, admin=admin
+    )
     typer.echo(key)
     err.print("Store this key now: it cannot be shown again.", highlight=False)
 
@@ -107,7 +112,7 @@ def keys_list() -> None:
     """Name, id prefix, creation time and limits of every key (never the keys)."""
     import datetime
 
-    table = Table("name", "id", "created", "rpm", "tpm")
+    table = Table("name", "id", "created", "rpm", "tpm", "admin")
     for k in _key_store().list_keys():
         created = datetime.datetime.fromtimestamp(k.created).isoformat(timespec="seconds")
         table.add_row(
@@ -116,6 +121,7 @@ def keys_list() -> None:
             created,
             str(k.requests_per_minute or "-"),
             str(k.tokens_per_minute or "-"),
+            "yes" if k.admin else "",
         )
     Console().print(table)
 

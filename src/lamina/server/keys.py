@@ -3,7 +3,8 @@
 A key looks like ``lam-<43 url-safe characters>`` (256 random bits) and is shown once, when it
 is created. The store keeps its first 12 characters as a lookup id and the SHA-256 of the
 whole key; with that much entropy a slow password hash adds nothing. Comparison is
-constant-time.
+constant-time. An *admin* key (``lamina keys create NAME --admin``) may also share its
+document collections with every other key (``lamina.server.tenancy``).
 
 >>> import tempfile, pathlib
 >>> store = KeyStore(pathlib.Path(tempfile.mkdtemp()) / "keys.sqlite")
@@ -20,8 +21,10 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lamina.errors import ConfigError
 
@@ -42,6 +45,10 @@ _MIGRATIONS = [
         tokens_per_minute REAL
     );
     """,
+    # 2: admin keys may share their collections with every key.
+    """
+    ALTER TABLE keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -54,6 +61,15 @@ class ApiKey:
     created: float
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
+    admin: bool = False
+
+
+_COLUMNS = "name, lookup, created, requests_per_minute, tokens_per_minute, admin"
+
+
+def _key(row: Sequence[Any]) -> ApiKey:
+    name, lookup, created, rpm, tpm, admin = row
+    return ApiKey(name, lookup, created, rpm, tpm, bool(admin))
 
 
 def _digest(key: str) -> str:
@@ -83,6 +99,7 @@ class KeyStore:
         *,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
+        admin: bool = False,
     ) -> str:
         """Store a new key named ``name`` and return it; this is the only time it is seen."""
         if not name or not name.strip():
@@ -91,7 +108,8 @@ class KeyStore:
         with self._lock:
             try:
                 self._conn().execute(
-                    "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO keys (name, lookup, digest, created, requests_per_minute, "
+                    "tokens_per_minute, admin) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         name,
                         key[:_ID_LENGTH],
@@ -99,6 +117,7 @@ class KeyStore:
                         time.time(),
                         requests_per_minute,
                         tokens_per_minute,
+                        int(admin),
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -116,27 +135,19 @@ class KeyStore:
             row = (
                 self._conn()
                 .execute(
-                    "SELECT name, lookup, created, requests_per_minute, tokens_per_minute, digest "
-                    "FROM keys WHERE lookup = ?",
+                    f"SELECT {_COLUMNS}, digest FROM keys WHERE lookup = ?",
                     (key[:_ID_LENGTH],),
                 )
                 .fetchone()
             )
-        if row is None or not hmac.compare_digest(row[5], _digest(key)):
+        if row is None or not hmac.compare_digest(row[6], _digest(key)):
             return None
-        return ApiKey(*row[:5])
+        return _key(row[:6])
 
     def list_keys(self) -> list[ApiKey]:
         with self._lock:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT name, lookup, created, requests_per_minute, tokens_per_minute "
-                    "FROM keys ORDER BY created"
-                )
-                .fetchall()
-            )
-        return [ApiKey(*row) for row in rows]
+            rows = self._conn().execute(f"SELECT {_COLUMNS} FROM keys ORDER BY created").fetchall()
+        return [_key(row) for row in rows]
 
     def revoke(self, name: str) -> bool:
         """Delete the key named ``name``; False when there was none."""

@@ -14,6 +14,7 @@ server turn these into exit codes and HTTP statuses at the edge; nothing below t
     ├── InvalidRequestError      the request itself is wrong (bad options, bad schema)
     │   ├── UploadTooLargeError      (server.uploads) an upload over the size limit
     │   ├── BodyTooLargeError        (server.errors) a request body over the limit: 413
+    │   ├── InvalidCollectionError   (server.tenancy) a collection name that is not one
     │   └── DatasetError             (tuning.errors) training data with bad records, by line
     ├── IncompleteOutputError    structured output cut off by max_tokens before it closed
     ├── LoadError                (retrieval.errors) a document cannot be read; it is skipped
@@ -22,6 +23,9 @@ server turn these into exit codes and HTTP statuses at the edge; nothing below t
     ├── ModelUnavailableError    (server.errors) a configured model failed to load: 503
     ├── NotImplementedFeature    (server.errors) an API feature Lamina does not offer: 501
     ├── RequestTimeout           (server.errors) the whole-request deadline passed: 504
+    ├── NotFoundError            (server.tenancy) no such document/job/run for this key: 404
+    ├── ForbiddenError           (server.tenancy) visible but not this key's to change: 403
+    ├── JobsClosedError          (server.jobs) shutting down, no new ingest job: 503
     ├── ToolError                (tools.errors) a tool call failed; the agent shows it to the model
     │   └── SandboxError             (tools.errors) the python sandbox cannot isolate code here
     └── ProviderError            a model backend failed

@@ -172,6 +172,21 @@ class ServerSettings(BaseModel):
     upload_limit_bytes: int = Field(
         20 * 1024 * 1024, ge=1, description="Largest accepted upload body in bytes."
     )
+    data_dir: Path | None = Field(
+        None,
+        description="Uploaded files, the server's document index and its ingest jobs; empty "
+        "means home/server.",
+    )
+    max_upload_files: int = Field(64, ge=1, description="Most files in one upload request.")
+    max_queued_jobs: int = Field(
+        32, ge=1, description="Ingest jobs waiting at once; one more upload gets 429."
+    )
+    agent_tools: list[str] = Field(
+        default_factory=lambda: ["calculator", "search_documents"],
+        description="Tools /v1/agent may run (search_documents sees the caller's collections "
+        "only); 'python' also needs the sandbox's isolation.",
+    )
+    ui: bool = Field(True, description="Serve the web UI at /.")
     requests_per_minute: float | None = Field(
         None, gt=0, description="Default per-API-key request limit; a key may override it."
     )

@@ -75,7 +75,10 @@ def test_cli_ask_json(corpus_index: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload) == {"answer", "found", "citations", "usage", "timings_ms", "run_id"}
+    assert set(payload) == {
+        *("answer", "found", "citations", "usage", "timings_ms", "run_id"),
+        *("query", "strategy", "sources"),  # the same object as POST /v1/ask
+    }
     assert payload["found"] and "##" in payload["answer"]
     assert set(payload["citations"][0]) == {
         "n",
@@ -85,4 +88,5 @@ def test_cli_ask_json(corpus_index: Path) -> None:
         "end",
         "quote",
         "verified",
+        "document_id",
     }

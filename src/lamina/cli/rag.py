@@ -123,8 +123,22 @@ def ask(
         if as_json:
             answer = pipeline.ask(question)
             payload = answer.public()
-            if run_id := _record_run(answer, pipeline.model.name, strategy):
-                payload["run_id"] = run_id
+            # The same object as POST /v1/ask (lamina.server.routes.ask.answer_payload).
+            from lamina.retrieval.documents import stable_id
+
+            for cited in payload["citations"]:
+                cited["document_id"] = stable_id(cited["source"])
+            payload["query"] = answer.query
+            payload["strategy"] = answer.strategy
+            payload["sources"] = [
+                {
+                    **s.model_dump(include={"n", "source", "title", "page", "start", "end"}),
+                    "score": round(s.score, 4),
+                    "document_id": stable_id(s.source),
+                }
+                for s in answer.sources
+            ]
+            payload["run_id"] = _record_run(answer, pipeline.model.name, strategy)
             typer.echo(json.dumps(payload, ensure_ascii=False))
             return
         answer = _stream_answer(pipeline.stream(question))

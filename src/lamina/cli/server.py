@@ -99,9 +99,7 @@ def keys_create(
     ] = False,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
-    key = _key_store().create(
-        name, requests_per_minute=rpm, tokens_per_minute=tpm, admin=admin
-    )
+    key = _key_store().create(name, requests_per_minute=rpm, tokens_per_minute=tpm, admin=admin)
     typer.echo(key)
     err.print("Store this key now: it cannot be shown again.", highlight=False)
 

@@ -2,7 +2,9 @@
 
 Shutdown is uvicorn's: on SIGTERM/SIGINT it stops accepting connections, lets in-flight
 requests, streams included, finish for up to ``server.shutdown_grace_s`` seconds, then runs
-the lifespan's shutdown, which flushes the spans.
+the lifespan's shutdown: the ingest worker finishes the file in progress (up to
+``server.shutdown_grace_s`` again) and marks every file not ingested as failed in its job
+(:mod:`lamina.server.jobs`), then the spans are flushed.
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ from lamina import __version__
 from lamina.errors import LaminaError
 from lamina.models.base import ChatModel
 from lamina.server.embeddings import Embedder, EmbedderCache
-from lamina.server.errors import error_body, error_response
+from lamina.server.errors import error_body, error_response, status_of
+from lamina.server.jobs import JobQueue
 from lamina.server.keys import KeyStore
+from lamina.server.library import Library
 from lamina.server.middleware import BodyLimitMiddleware, EdgeMiddleware
 from lamina.server.pool import ModelPool
 from lamina.server.routes import routers
+from lamina.server.routes._common import http_status
+from lamina.server.routes.ui import WebUI
 from lamina.server.state import ServerState
 from lamina.settings import Settings, get_settings
 from lamina.telemetry.metrics import Metrics
@@ -44,6 +50,7 @@ def create_app(
     models: Mapping[str, ChatModel] | None = None,
     embedders: Mapping[str, Embedder] | None = None,
     embedder_factory: Callable[[str], Embedder] | None = None,
+    index_embedder: Any = None,
     warm_up: bool = True,
 ) -> FastAPI:
     """The OpenAI-compatible server.
@@ -52,6 +59,8 @@ def create_app(
     default, ``server.models``, ``server.embedding_models``; see :mod:`lamina.server.pool`).
     ``models`` serves given ChatModel instances under the given ids (the default id
     included); ``embedders`` likewise, beside the configured embedding models.
+    ``index_embedder`` embeds the uploaded documents (an embedder, or a spec; default: the
+    one the server's index was built with, else MiniLM).
     ``warm_up`` loads the default model's weights at startup rather than on the first request.
     """
     settings = settings or get_settings()
@@ -83,21 +92,33 @@ def create_app(
         try:
             yield
         finally:
+            await asyncio.to_thread(jobs.close, settings.server.shutdown_grace_s)
+            library.close()
             provider.shutdown()
             state.keys.close()
 
+    library = Library(settings, embedder=index_embedder)
+    jobs = JobQueue(library, max_queued=settings.server.max_queued_jobs)
     app = FastAPI(
         title="Lamina",
         version=__version__,
-        description="An OpenAI-compatible server for Lamina models.",
+        description="An OpenAI-compatible server for Lamina models, grounded answers over "
+        "your documents (/v1/ask, /v1/documents), agents (/v1/agent) and a web UI at /.",
         lifespan=lifespan,
     )
     app.state.lamina = state
+    app.state.library = library
+    app.state.jobs = jobs
     for router in routers:
         app.include_router(router)
     _add_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_bytes)
+    app.add_middleware(
+        _BodyLimits,
+        default=settings.server.max_body_bytes,
+        uploads=settings.server.upload_limit_bytes,
+    )
     app.add_middleware(EdgeMiddleware, state=state)
+    app.add_middleware(WebUI, enabled=settings.server.ui)  # outside the edge: UI files need no key
     if settings.server.cors_origins:  # added last, so outermost: preflights need no key
         app.add_middleware(
             CORSMiddleware,
@@ -112,7 +133,13 @@ def create_app(
 def _add_error_handlers(app: FastAPI) -> None:
     async def lamina_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, LaminaError)
-        return error_response(exc)
+        status = http_status(exc)
+        if status == status_of(exc):
+            return error_response(exc)
+        body = error_body(str(exc), status, getattr(exc, "code", None) or type(exc).__name__)
+        if status == 403:
+            body["error"]["type"] = "permission_error"
+        return JSONResponse(body, status_code=status)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -140,6 +167,22 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
+
+
+#: Routes whose body is an upload: limited by server.upload_limit_bytes, not max_body_bytes.
+UPLOAD_PATHS = frozenset({"/v1/documents"})
+
+
+class _BodyLimits:
+    """The body limit of each request: uploads get theirs, every other route the default."""
+
+    def __init__(self, app: Any, default: int, uploads: int) -> None:
+        self.default = BodyLimitMiddleware(app, limit=default)
+        self.uploads = BodyLimitMiddleware(app, limit=uploads)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        upload = scope["type"] == "http" and scope["path"] in UPLOAD_PATHS
+        await (self.uploads if upload else self.default)(scope, receive, send)
 
 
 def serve(settings: Settings | None = None, app: Any = None) -> None:

@@ -101,6 +101,7 @@ class TuneConfig(BaseModel):
                 "keep_checkpoints",
                 "device",
                 "threads",
+                "gradient_checkpointing",
             },
         )
         shaping["data_digest"] = data_digest

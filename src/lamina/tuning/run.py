@@ -285,7 +285,8 @@ def _tune(config: TuneConfig, resume: bool, progress: ProgressFn | None) -> dict
 
     base_file = out / BASE_EVAL
     cached = json.loads(base_file.read_text()) if base_file.is_file() else None
-    if cached and cached.get("fingerprint") == fingerprint:
+    eval_key = f"{fingerprint}:{config.eval_generate}:{config.max_new_tokens}"
+    if cached and cached.get("key") == eval_key:
         base_metrics, base_replies = cached["metrics"], cached["replies"]
     else:
         notify(Progress("eval base", 0, 1))
@@ -293,7 +294,7 @@ def _tune(config: TuneConfig, resume: bool, progress: ProgressFn | None) -> dict
             base_metrics, base_replies = _eval_side(model, held_out, config, tokenizer, generated)
         _write_json(
             base_file,
-            {"fingerprint": fingerprint, "metrics": base_metrics, "replies": base_replies},
+            {"key": eval_key, "metrics": base_metrics, "replies": base_replies},
         )
         notify(Progress("eval base", 1, 1))
 

@@ -92,7 +92,7 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("lamina serve did not start in 120 s")
 
 
-def make_samples(index_dir: Path, limit: int | None) -> list[dict[str, Any]]:
+def make_samples(index_dir: Path, limit: int | None, contexts: int) -> list[dict[str, Any]]:
     from lamina.evals.rag import evaluate, load_dataset
     from lamina.models import get_model
     from lamina.rag import RagPipeline
@@ -109,7 +109,7 @@ def make_samples(index_dir: Path, limit: int | None) -> list[dict[str, Any]]:
         {
             "user_input": r.question,
             "response": strip_markers(r.answer),
-            "retrieved_contexts": [" ".join(c.split()) for c in r.contexts],
+            "retrieved_contexts": [" ".join(c.split()) for c in r.contexts[:contexts]],
             "reference": r.reference,
         }
         for r in result.items
@@ -153,9 +153,9 @@ def ragas_scores(samples: list[dict[str, Any]], base_url: str) -> list[dict[str,
         ResponseRelevancy,
     )
 
-    # ragas 0.2 asks for one completion per call (n=1): what lamina serve accepts. 384 tokens
+    # ragas 0.2 asks for one completion per call (n=1): what lamina serve accepts. 256 tokens
     # hold the longest JSON these prompts ask for; a small model that rambles stops there.
-    chat = ChatOpenAI(model="lamina", base_url=base_url, api_key="unused", max_tokens=384)
+    chat = ChatOpenAI(model="lamina", base_url=base_url, api_key="unused", max_tokens=256)
     llm = LangchainLLMWrapper(chat)
     embeddings = LangchainEmbeddingsWrapper(
         OpenAIEmbeddings(
@@ -215,6 +215,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=None, help="first N answerable only")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "ragas_agreement.json")
+    parser.add_argument(
+        "--contexts", type=int, default=6, help="keep the top N passages of each answer"
+    )
     args = parser.parse_args()
     import ragas
 
@@ -222,7 +225,7 @@ def main() -> None:
         home = Path(scratch) / "home"
         os.environ["LAMINA_HOME"] = str(home)
         started = time.perf_counter()
-        samples = make_samples(Path(scratch) / "index", args.questions)
+        samples = make_samples(Path(scratch) / "index", args.questions, args.contexts)
         print(f"{len(samples)} answered samples", file=sys.stderr)
         server, base_url = start_server(home)
         try:

@@ -12,8 +12,8 @@ from lamina.evals.rag import evaluate, load_dataset
 from lamina.models.scripted import Reply, ScriptedModel
 from lamina.retrieval.index import Index
 from lamina.settings import Settings
+from lamina.testing import HashEmbedder
 from tests.evals.conftest import make_pipeline
-from tests.retrieval.fakes import HashEmbedder
 
 SAMPLE = JudgeSample(
     question="Which format did GGUF replace?",

@@ -11,8 +11,8 @@ from lamina.models.base import Prompt
 from lamina.models.scripted import ScriptedModel
 from lamina.retrieval.index import Index
 from lamina.settings import Settings
+from lamina.testing import HashEmbedder
 from tests.evals.conftest import lamina
-from tests.retrieval.fakes import HashEmbedder
 
 CORPUS = Path(__file__).resolve().parents[2] / "samples" / "corpus"
 

@@ -22,8 +22,8 @@ from lamina.errors import InvalidRequestError
 from lamina.retrieval import LoadError, load
 from lamina.retrieval.index import Index
 from lamina.retrieval.store.sqlite import SQLiteStore
+from lamina.testing import HashEmbedder
 from tests.hostile.bombs import docx_bomb, raw_pdf, text_page
-from tests.retrieval.fakes import HashEmbedder
 from tests.server.conftest import call
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,7 +248,7 @@ def test_concurrent_ingests_into_one_index(tmp_path: Path) -> None:
     Index(index_dir, embedder=HashEmbedder()).close()  # created once, then two writers
     script = (
         "import sys; from lamina.retrieval.index import Index; "
-        "from tests.retrieval.fakes import HashEmbedder; "
+        "from lamina.testing import HashEmbedder; "
         "print(Index(sys.argv[1], embedder=HashEmbedder(0.02)).ingest([sys.argv[2]]).added)"
     )
     workers = [

@@ -8,7 +8,7 @@ import pytest
 from lamina.models.scripted import ScriptedModel
 from lamina.rag import RagConfig, RagPipeline
 from lamina.retrieval.index import Index
-from tests.retrieval.fakes import HashEmbedder
+from lamina.testing import HashEmbedder
 
 GGUF = """# GGUF
 

@@ -9,8 +9,8 @@ from lamina.models.scripted import ScriptedModel
 from lamina.rag import NOT_FOUND, RagPipeline, Retry, Token
 from lamina.rag.context import pack
 from lamina.retrieval.index import Index
+from lamina.testing import HashEmbedder
 from tests.rag.conftest import make_pipeline
-from tests.retrieval.fakes import HashEmbedder
 
 
 def test_extract_quotes_the_source_with_an_exact_span(index: Index) -> None:

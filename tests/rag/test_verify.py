@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from lamina.models.scripted import ScriptedModel
 from lamina.rag.verify import Verifier
-from tests.retrieval.fakes import HashEmbedder
+from lamina.testing import HashEmbedder
 
 SPAN = "LoRA freezes the pretrained weights and trains two small low-rank matrices."
 

@@ -10,7 +10,7 @@ import sys
 
 from lamina.retrieval.index import Index
 from lamina.retrieval.ingest import Ingestor
-from tests.retrieval.fakes import HashEmbedder
+from lamina.testing import HashEmbedder
 
 
 def main() -> None:

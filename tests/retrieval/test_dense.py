@@ -11,10 +11,11 @@ import pytest
 
 from lamina.retrieval.derived.dense import ExactDenseIndex, IVFDenseIndex
 from lamina.retrieval.index import Index
-from tests.retrieval.fakes import HashEmbedder
+from lamina.testing import HashEmbedder
+from tests.conftest import require
 from tests.retrieval.test_index import write_corpus
 
-pytest.importorskip("faiss")
+require("faiss", "the IVF dense index needs it: pip install 'lamina[ann]'")
 
 
 def clustered(n: int, dim: int = 32, centres: int = 40, seed: int = 0) -> npt.NDArray[np.float32]:

@@ -514,7 +514,7 @@ def test_one_boundary_replaces_lone_surrogates_and_nul_keeping_offsets(tmp_path:
 
 def test_a_file_name_that_is_not_utf8_gets_a_stable_printable_source(tmp_path: Path) -> None:
     from lamina.retrieval.index import Index
-    from tests.retrieval.fakes import HashEmbedder
+    from lamina.testing import HashEmbedder
 
     folder = tmp_path / "docs"
     folder.mkdir()

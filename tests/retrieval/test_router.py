@@ -10,7 +10,7 @@ import pytest
 from lamina.errors import ConfigError, InvalidRequestError
 from lamina.retrieval.index import Index
 from lamina.retrieval.router import Route, SemanticRouter
-from tests.retrieval.fakes import HashEmbedder
+from lamina.testing import HashEmbedder
 
 ROUTES = {
     "billing": Route(
@@ -78,7 +78,7 @@ def test_index_search_auto_routes_by_stored_descriptions(tmp_path: Path) -> None
     index = _index(tmp_path)
     for name, route in ROUTES.items():
         index.describe_collection(name, route.description, route.examples)
-    index.router_threshold = 0.3
+    index.config.router_threshold = 0.3
     assert index.route("how do I get a refund for an invoice")[0] == ["billing"]
     hits = index.search("how do I get a refund for an invoice", collection="auto")
     assert hits and {h.chunk.collection for h in hits} == {"billing"}

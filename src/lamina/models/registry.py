@@ -1,4 +1,5 @@
-"""One registry of model backends, filled from the ``lamina.models`` entry-point group.
+"""The registry of model backends (a :class:`lamina.registry.Registry`), filled from the
+``lamina.models`` entry-point group and :func:`register`.
 
 The built-in backends are declared in Lamina's own ``pyproject.toml`` under that group, so a
 third-party package adds a backend the same way::
@@ -14,17 +15,13 @@ keeps it.
 
 from __future__ import annotations
 
-import threading
-from importlib.metadata import entry_points
-from typing import Protocol, cast
+from typing import Protocol
 
-from lamina.errors import ConfigError
 from lamina.models.base import ChatModel
+from lamina.registry import Registry
 from lamina.settings import Settings, get_settings
 
-__all__ = ["BackendFactory", "backends", "get_model", "register"]
-
-ENTRY_POINT_GROUP = "lamina.models"
+__all__ = ["MODELS", "BackendFactory", "backends", "get_model", "register"]
 
 
 class BackendFactory(Protocol):
@@ -33,46 +30,34 @@ class BackendFactory(Protocol):
     def known_models(self, settings: Settings) -> list[str]: ...
 
 
-_registered: dict[str, BackendFactory] = {}
-_loaded = False
-_lock = threading.Lock()
+MODELS: Registry[BackendFactory] = Registry(
+    "lamina.models",
+    kind="model backend",
+    plural="backends",
+    hint="Run `lamina models` to list them.",
+)
 
 
 def register(backend: str, factory: BackendFactory) -> None:
     """Register a backend at run time (entry points are the usual way)."""
-    with _lock:
-        _registered[backend] = factory
+    MODELS.register(backend, factory)
 
 
 def backends() -> dict[str, BackendFactory]:
-    """Every backend: entry points first, then anything registered at run time."""
-    global _loaded
-    with _lock:
-        if not _loaded:
-            for ep in entry_points(group=ENTRY_POINT_GROUP):
-                _registered.setdefault(ep.name, cast(BackendFactory, _LazyFactory(ep.name)))
-            _loaded = True
-        return dict(_registered)
+    """Every backend by name; a backend's module is imported only when it is used, so
+    listing them (`lamina models`) stays fast and a broken plugin fails only itself."""
+    return {name: _LazyFactory(name) for name in MODELS.names()}
 
 
 class _LazyFactory:
-    """Imports a backend's module only when it is used, so `lamina models` stays fast."""
-
     def __init__(self, name: str) -> None:
         self.name = name
-        self._factory: BackendFactory | None = None
-
-    def _load(self) -> BackendFactory:
-        if self._factory is None:
-            (ep,) = entry_points(group=ENTRY_POINT_GROUP, name=self.name)
-            self._factory = cast(BackendFactory, ep.load())
-        return self._factory
 
     def from_spec(self, name: str | None, settings: Settings) -> ChatModel:
-        return self._load().from_spec(name, settings)
+        return MODELS.get(self.name).from_spec(name, settings)
 
     def known_models(self, settings: Settings) -> list[str]:
-        load = getattr(self._load(), "known_models", None)
+        load = getattr(MODELS.get(self.name), "known_models", None)
         return list(load(settings)) if load else []
 
 
@@ -84,14 +69,8 @@ def get_model(spec: str | None = None, *, settings: Settings | None = None) -> C
     """
     settings = settings or get_settings()
     spec = spec or settings.model
-    available = backends()
-    if spec.endswith(".gguf") and spec.partition(":")[0] not in available:
+    if spec.endswith(".gguf") and spec.partition(":")[0] not in MODELS:
         spec = f"local:{spec}"  # a bare path; ``local-batched:/m/x.gguf`` keeps its backend
     backend, _, name = spec.partition(":")
-    if backend not in available:
-        raise ConfigError(
-            f"Unknown model backend {backend!r} in model spec {spec!r}. "
-            f"Known backends: {', '.join(sorted(available))}. "
-            f"Run `lamina models` to list them."
-        )
-    return available[backend].from_spec(name or None, settings)
+    factory = MODELS.get(backend, where=f" in model spec {spec!r}")
+    return factory.from_spec(name or None, settings)

@@ -14,22 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
+from lamina.models.embeddings.base import TextEmbedder
 from lamina.rag.context import Passage
 from lamina.rag.lexical import coverage, idf, terms
 from lamina.retrieval.sentences import split_sentences
 
-__all__ = ["Candidate", "SentenceEmbedder", "Weights", "candidates"]
-
-
-class SentenceEmbedder(Protocol):
-    def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]: ...
-
-    def embed_query(self, text: str) -> npt.NDArray[np.float32]: ...
+__all__ = ["Candidate", "Weights", "candidates"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +71,7 @@ def _sentences(passage: Passage, min_words: int) -> list[tuple[int, int]]:
 def candidates(
     query: str,
     passages: Sequence[Passage],
-    embedder: SentenceEmbedder | None = None,
+    embedder: TextEmbedder | None = None,
     *,
     weights: Weights = Weights(),
     min_words: int = 4,

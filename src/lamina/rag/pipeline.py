@@ -31,10 +31,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lamina.models.base import ChatModel
+from lamina.models.embeddings.base import TextEmbedder
 from lamina.rag.answer import NOT_FOUND, Answer, Citation, SourceRef
 from lamina.rag.citations import best_span, cited_passages, parse_claims, strip_markers
 from lamina.rag.context import Packed, Passage, pack
-from lamina.rag.extract import Candidate, SentenceEmbedder, candidates
+from lamina.rag.extract import Candidate, candidates
 from lamina.rag.lexical import terms
 from lamina.rag.query import rewrite_query
 from lamina.rag.templates import render
@@ -111,7 +112,7 @@ class RagPipeline:
         model: ChatModel | None = None,
         *,
         config: RagConfig | None = None,
-        embedder: SentenceEmbedder | None = None,
+        embedder: TextEmbedder | None = None,
         verifier: Verifier | None = None,
     ) -> None:
         self.index = index
@@ -129,7 +130,7 @@ class RagPipeline:
         return self._model
 
     @property
-    def embedder(self) -> SentenceEmbedder:
+    def embedder(self) -> TextEmbedder:
         if self._embedder is None:
             self._embedder = self.index.embedder
         return self._embedder

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lamina.models.base import ChatModel
-from lamina.rag.extract import SentenceEmbedder
+from lamina.models.embeddings.base import TextEmbedder
 from lamina.rag.lexical import coverage, terms
 from lamina.rag.templates import render
 
@@ -49,7 +49,7 @@ class Support:
 class Verifier:
     def __init__(
         self,
-        embedder: SentenceEmbedder | None = None,
+        embedder: TextEmbedder | None = None,
         *,
         judge: ChatModel | None = None,
         lexical_min: float = 0.6,

@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lamina.errors import ConfigError, InvalidRequestError, LaminaError
+from lamina.models.embeddings.base import DocumentEmbedder
 from lamina.retrieval.chunking import Chunker
 from lamina.retrieval.documents import Chunk, LoadedDocument
 from lamina.retrieval.errors import LoadError
@@ -32,21 +33,11 @@ from lamina.retrieval.loaders import jsonl_records, load, source_name
 from lamina.retrieval.store.base import IndexStore
 from lamina.settings import LoaderSettings, get_settings
 
-__all__ = ["DocumentEmbedder", "IngestSummary", "Ingestor", "Skipped"]
+__all__ = ["IngestSummary", "Ingestor", "Skipped"]
 
 log = logging.getLogger(__name__)
 
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
-
-
-class DocumentEmbedder(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def dimension(self) -> int: ...
-
-    def embed_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]: ...
 
 
 @dataclass(frozen=True)

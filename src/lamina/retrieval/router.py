@@ -29,28 +29,18 @@ and search with ``collection="auto"``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from lamina.errors import ConfigError
-from lamina.models.embeddings.base import normalize
+from lamina.models.embeddings.base import TextEmbedder, normalize
 
-__all__ = ["ROUTER_THRESHOLD", "Route", "RouteEmbedder", "SemanticRouter"]
+__all__ = ["ROUTER_THRESHOLD", "Route", "SemanticRouter"]
 
 #: The default confidence threshold, a cosine calibrated for MiniLM (see SemanticRouter).
 ROUTER_THRESHOLD = 0.15
-
-Vectors = npt.NDArray[np.float32]
-
-
-class RouteEmbedder(Protocol):
-    def embed_documents(self, texts: Sequence[str]) -> Vectors: ...
-
-    def embed_query(self, text: str) -> Vectors: ...
 
 
 @dataclass(frozen=True)
@@ -76,7 +66,7 @@ class SemanticRouter:
     def __init__(
         self,
         routes: Mapping[str, Route | str],
-        embedder: RouteEmbedder,
+        embedder: TextEmbedder,
         *,
         threshold: float = ROUTER_THRESHOLD,
         margin: float = 0.05,

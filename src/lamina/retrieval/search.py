@@ -28,28 +28,25 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from lamina.errors import InvalidRequestError
+from lamina.models.embeddings.base import TextEmbedder
 from lamina.retrieval.derived.bm25 import BM25Index
 from lamina.retrieval.derived.dense import ExactDenseIndex, IVFDenseIndex, top_k
 from lamina.retrieval.rerank import Reranker
 from lamina.retrieval.store.base import Filters, Hit, Store
 
-__all__ = ["Mode", "QueryEmbedder", "Reranker", "Searcher", "convex_fusion", "mmr", "rrf_fusion"]
+__all__ = ["Mode", "Reranker", "Searcher", "convex_fusion", "mmr", "rrf_fusion"]
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["hybrid", "dense", "bm25"]
 Fusion = Literal["convex", "rrf"]
 MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
-
-
-class QueryEmbedder(Protocol):
-    def embed_query(self, text: str) -> npt.NDArray[np.float32]: ...
 
 
 def convex_fusion(
@@ -136,7 +133,7 @@ class Searcher:
     def __init__(
         self,
         store: Store,
-        embedder: QueryEmbedder,
+        embedder: TextEmbedder,
         *,
         cache_dir: Path | None = None,
         reranker: Reranker | None = None,

@@ -1,12 +1,13 @@
-"""The embedding side of the server: a tiny protocol and where embedders come from.
+"""The embedding side of the server: which embedder answers a request.
 
 Clients name an embedding model by id, among those the operator configured in
 ``server.embedding_models`` (id -> embedder spec, ``{"minilm": "minilm"}`` by default); an
 empty ``model`` means the first. Anything else is 404 ``model_not_found``: a request never
 makes the server open a path or call a URL it names.
 
-The embedding models themselves live in ``lamina.models.embeddings`` (``get_embedder(spec)``);
-it is imported lazily, so the server runs (and answers 501 on /v1/embeddings) without it.
+The embedding models themselves live in ``lamina.models.embeddings`` (``get_embedder(spec)``,
+looked up on first use). The server needs only their
+:class:`~lamina.models.embeddings.DocumentEmbedder` side, which it calls ``Embedder``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import importlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
 
 from lamina.errors import ConfigError, ModelNotFoundError
+from lamina.models.embeddings.base import DocumentEmbedder
 from lamina.server.errors import (
     ModelUnavailableError,
     NotImplementedFeature,
@@ -31,17 +32,8 @@ __all__ = ["Embedder", "EmbedderCache"]
 log = logging.getLogger("lamina.server")
 
 
-@runtime_checkable
-class Embedder(Protocol):
-    """What /v1/embeddings needs: ``embed_documents`` returns an (n, dimension) float array."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def dimension(self) -> int: ...
-
-    def embed_documents(self, texts: list[str]) -> Any: ...
+#: What /v1/embeddings needs from an embedder (the name other server modules import).
+Embedder = DocumentEmbedder
 
 
 def _registry_factory() -> Callable[..., Embedder]:

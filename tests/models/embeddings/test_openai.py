@@ -102,6 +102,12 @@ def test_known_model_needs_no_call(settings: Settings, monkeypatch: pytest.Monke
     assert embedder.embed_documents([]).shape == (0, 1536)
 
 
+def test_token_estimate_rounds_up_and_adds_nothing(settings: Settings) -> None:
+    embedder = OpenAIEmbedder("m", base_url="http://127.0.0.1:9/v1", settings=settings)
+    counts = [embedder.count_tokens(t) for t in ("", "abc", "abcd", "hello", "x" * 4000)]
+    assert counts == [0, 1, 1, 2, 1000]  # "" is 0: chunking subtracts what a model adds
+
+
 def test_official_api_needs_a_key(settings: Settings) -> None:
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
         get_embedder("openai:text-embedding-3-small", settings)

@@ -6,9 +6,11 @@ An embedder spec is ``BACKEND`` or ``BACKEND:NAME``:
   ``minilm:int8`` is its int8-quantised, faster and approximate form.
 - ``st:/path/to/model``: any local sentence-transformers folder (needs sentence-transformers).
 - ``openai:MODEL`` or ``openai:MODEL@URL``: any OpenAI-compatible ``/v1/embeddings`` server.
+- ``hash`` or ``hash:DIMENSION``: a hashed bag of words for tests (:mod:`.hashing`).
 
-Backends come from the ``lamina.embedders`` entry-point group, then the built-in table below,
-then :func:`register_embedder`, so a third-party package adds one the same way::
+Backends come from the ``lamina.embedders`` entry-point group, where Lamina's own
+``pyproject.toml`` declares the built-in ones, and from :func:`register_embedder` at run time
+(:class:`lamina.registry.Registry`); a third-party package adds one the same way::
 
     [project.entry-points."lamina.embedders"]
     mine = "my_package.module:MyEmbedder"   # a class with from_spec(name, settings)
@@ -20,19 +22,25 @@ then :func:`register_embedder`, so a third-party package adds one the same way::
 
 from __future__ import annotations
 
-import importlib
-import threading
-from importlib.metadata import entry_points
-from typing import Protocol, cast
+from typing import Protocol
 
-from lamina.errors import ConfigError
-from lamina.models.embeddings.base import Embedder, Vectors, normalize
+from lamina.models.embeddings.base import (
+    DocumentEmbedder,
+    Embedder,
+    TextEmbedder,
+    Vectors,
+    normalize,
+)
+from lamina.registry import Registry
 from lamina.settings import Settings, get_settings
 
 __all__ = [
     "DEFAULT_EMBEDDER",
+    "EMBEDDERS",
+    "DocumentEmbedder",
     "Embedder",
     "EmbedderFactory",
+    "TextEmbedder",
     "Vectors",
     "embedder_backends",
     "get_embedder",
@@ -40,7 +48,7 @@ __all__ = [
     "register_embedder",
 ]
 
-ENTRY_POINT_GROUP = "lamina.embedders"
+#: The embedder of an index built without one, and of everything that needs "the" embedder.
 DEFAULT_EMBEDDER = "minilm"
 
 
@@ -48,21 +56,19 @@ class EmbedderFactory(Protocol):
     def from_spec(self, name: str | None, settings: Settings) -> Embedder: ...
 
 
-_registered: dict[str, EmbedderFactory | str] = {}
-_loaded = False
-_lock = threading.Lock()
+EMBEDDERS: Registry[EmbedderFactory] = Registry(
+    "lamina.embedders", kind="embedder backend", plural="backends"
+)
 
 
 def register_embedder(backend: str, factory: EmbedderFactory) -> None:
     """Register a backend at run time (entry points are the usual way)."""
-    with _lock:
-        _registered[backend] = factory
+    EMBEDDERS.register(backend, factory)
 
 
 def embedder_backends() -> list[str]:
     """The names of every known embedder backend."""
-    _load()
-    return sorted(_registered)
+    return EMBEDDERS.names()
 
 
 def get_embedder(spec: str | None = None, settings: Settings | None = None) -> Embedder:
@@ -70,25 +76,5 @@ def get_embedder(spec: str | None = None, settings: Settings | None = None) -> E
     settings = settings or get_settings()
     spec = spec or DEFAULT_EMBEDDER
     backend, _, name = spec.partition(":")
-    _load()
-    factory = _registered.get(backend)
-    if factory is None:
-        raise ConfigError(
-            f"Unknown embedder backend {backend!r} in spec {spec!r}. "
-            f"Known: {', '.join(sorted(_registered))}."
-        )
-    if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        factory = cast(EmbedderFactory, getattr(importlib.import_module(module), attr))
+    factory = EMBEDDERS.get(backend, where=f" in spec {spec!r}")
     return factory.from_spec(name or None, settings)
-
-
-def _load() -> None:
-    global _loaded
-    with _lock:
-        if _loaded:
-            return
-        # Built-in backends are declared in Lamina's pyproject.toml like any plugin's.
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            _registered.setdefault(ep.name, ep.value)
-        _loaded = True

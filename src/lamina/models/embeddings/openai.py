@@ -43,8 +43,9 @@ KNOWN = {
 
 
 class OpenAIEmbedder:
-    """Embeddings from an OpenAI-compatible server. Token counts are estimates (about four
-    characters per token); ``dimension`` of an unknown model is learnt from one call."""
+    """Embeddings from an OpenAI-compatible server. Token counts are estimates (four
+    characters per token, rounded up, so chunks sized with them rarely overflow the model);
+    ``dimension`` of an unknown model is learnt from one call."""
 
     backend = "openai"
 
@@ -98,7 +99,8 @@ class OpenAIEmbedder:
         return self._max_tokens
 
     def count_tokens(self, text: str) -> int:
-        return max(1, len(text) // 4)
+        """An estimate, rounded up (``"hello"`` is 2); nothing is added around a text."""
+        return -(-len(text) // 4)
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         if isinstance(texts, str):

@@ -16,15 +16,15 @@ from lamina.errors import LaminaError
 SRC = Path(lamina.__file__).parent
 
 # Lower layers never import higher ones (../shared/DESIGN.md). A module may import its own
-# layer and anything listed after it. `evals` and `tuning` sit beside the stack: nothing in
-# the stack imports them.
+# layer and anything listed after it. `evals`, `tuning` and `testing` (test doubles and
+# contract suites) sit beside the stack: nothing in the stack imports them.
 LAYERS: list[tuple[str, ...]] = [
     ("lamina.cli", "lamina.server", "lamina.__main__"),
-    ("lamina.evals", "lamina.tuning", "lamina.doctor"),
+    ("lamina.evals", "lamina.tuning", "lamina.doctor", "lamina.testing"),
     ("lamina.agents", "lamina.rag", "lamina.apps", "lamina.feedback"),
     ("lamina.retrieval", "lamina.prompts", "lamina.tools"),
     ("lamina.models",),
-    ("lamina.types", "lamina.errors", "lamina.settings", "lamina.telemetry", "lamina.testing"),
+    ("lamina.types", "lamina.errors", "lamina.settings", "lamina.telemetry", "lamina.registry"),
 ]
 # The package root re-exports the public API of the core and the model layer.
 ROOT_MODULE = "lamina"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lamina.errors import InvalidRequestError, ModelNotFoundError
+from lamina.errors import ConfigError, InvalidRequestError, ModelNotFoundError
+from lamina.models.embeddings import Vectors, get_embedder
 from lamina.retrieval import (
     Block,
     Chunk,
@@ -21,7 +23,10 @@ from lamina.retrieval import (
     load,
     split_sentences,
 )
-from lamina.retrieval.tokens import minilm_counter, minilm_tokenizer_path
+from lamina.retrieval.index import Index, IndexConfig
+from lamina.retrieval.tokens import EmbedderCounter, minilm_counter, minilm_tokenizer_path
+from lamina.testing import HashEmbedder
+from tests.conftest import unavailable
 from tests.retrieval.files import make_docx, make_pdf
 
 
@@ -34,7 +39,7 @@ def minilm() -> HFTokenCounter:
     try:
         minilm_tokenizer_path()
     except ModelNotFoundError as error:
-        pytest.skip(str(error))
+        unavailable("the bundled all-MiniLM-L6-v2", str(error))
     return minilm_counter()
 
 
@@ -215,6 +220,94 @@ def test_minilm_counter_ignores_truncation_and_special_tokens(minilm: HFTokenCou
 
 def test_default_counter_is_minilm(minilm: HFTokenCounter) -> None:
     assert Chunker().counter is minilm
+
+
+# --- an index chunks in its embedder's tokens ------------------------------------------------
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "corpus"
+#: MiniLM cuts these into several WordPieces each; the hash embedder reads one token per word.
+DENSE_PROSE = (
+    "# Notes\n\n"
+    + " ".join(
+        f"State-of-the-art {n}-bit quantisation (GPTQ/AWQ, e.g. Q4_K_M) cut VRAM by ~{n}0%."
+        for n in range(2, 9)
+    )
+    + "\n"
+)
+
+
+def test_embedder_counter_counts_as_the_minilm_tokenizer(minilm: HFTokenCounter) -> None:
+    counter = EmbedderCounter(get_embedder("minilm"))
+    texts = ["", "Hello world.", "ünïcödé naïveté", "word " * 600, DENSE_PROSE]
+    assert counter.added == 2  # [CLS] and [SEP], left out of chunk sizes
+    assert counter.count_batch(texts) == minilm.count_batch(texts)
+
+
+def test_the_default_index_chunks_exactly_as_before(tmp_path: Path, minilm: HFTokenCounter) -> None:
+    # Before chunking counted the embedder's tokens, an index always used Chunker(128, 16) on
+    # the MiniLM tokenizer; a MiniLM index must still cut every sample the same way.
+    with Index(tmp_path / "idx") as index:
+        chunker = index.chunker
+        assert (chunker.max_tokens, chunker.overlap) == (128, 16)
+        before = Chunker(128, 16, counter=minilm)
+        documents = [load(path) for path in sorted(SAMPLES.iterdir())]
+        new = list(chunker.chunk_many(documents))
+        assert new == list(before.chunk_many(documents))
+        assert sum(map(len, new)) == 38  # recorded before the change
+
+
+def test_an_index_chunks_in_its_own_embedders_tokens(
+    tmp_path: Path, minilm: HFTokenCounter
+) -> None:
+    embedder = HashEmbedder()
+    config = IndexConfig(chunk_tokens=40, chunk_overlap=4)  # a sentence: 16 words, 40 MiniLM
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.md").write_text(DENSE_PROSE)
+    with Index(tmp_path / "idx", embedder=embedder, config=config) as index:
+        chunks = index.chunker.chunk(load(tmp_path / "docs" / "notes.md"))
+        assert index.ingest([tmp_path / "docs"]).chunks == len(chunks) > 1
+    sizes = [embedder.count_tokens(c.text) for c in chunks]
+    assert max(sizes) == 32  # two sentences fit in the embedder's tokens
+    assert max(minilm.count_batch([c.text for c in chunks])) > 40  # not counted in MiniLM's
+    in_minilm = Chunker(40, 4, counter=minilm).chunk(load(tmp_path / "docs" / "notes.md"))
+    assert len(in_minilm) == 7 > len(chunks)  # MiniLM tokens: one sentence a chunk
+
+
+def test_chunks_never_exceed_what_the_embedder_reads() -> None:
+    chunker = Chunker.for_embedder(HashEmbedder(max_tokens=10), max_tokens=128, overlap=16)
+    assert (chunker.max_tokens, chunker.overlap) == (10, 1)  # the overlap shrinks in proportion
+
+
+class _Bracketing:
+    """An embedder that adds two tokens around every text and counts one text per call."""
+
+    name = "bracketing"
+    dimension = 64
+    max_tokens = 12
+
+    def __init__(self) -> None:
+        self.inner = HashEmbedder()
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text) + 2
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> Vectors:
+        return self.inner.embed_query(text)
+
+
+def test_what_a_model_adds_around_a_text_is_left_out(tmp_path: Path) -> None:
+    embedder = _Bracketing()
+    chunker = Chunker.for_embedder(embedder, max_tokens=128, overlap=0)
+    assert chunker.max_tokens == 10  # 12 read, 2 of them the model's own
+    assert chunker.counter.count_batch(["one two three", ""]) == [3, 0]
+    loaded = markdown_doc(tmp_path, sentences(6))
+    assert [words(c.text) for c in chunker.chunk(loaded)] == [6] * 6
+    embedder.max_tokens = 2
+    with pytest.raises(ConfigError, match=r"'bracketing' reads at most 2 tokens, 2 of them"):
+        Chunker.for_embedder(embedder, max_tokens=128, overlap=0)
 
 
 def test_bad_settings_name_the_value() -> None:

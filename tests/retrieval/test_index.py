@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from pydantic import ValidationError
 
 from lamina.errors import ConfigError, InvalidRequestError
-from lamina.retrieval.index import Index
+from lamina.retrieval.index import Index, IndexConfig
 from lamina.retrieval.ingest import Ingestor
 from lamina.retrieval.store.sqlite import DB_NAME, MIGRATIONS, SQLiteStore
-from tests.retrieval.fakes import HashEmbedder
+from lamina.testing import HashEmbedder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -143,11 +144,37 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
         index.ingest([tmp_path / "nothing-here"])
     with pytest.raises(InvalidRequestError, match="mode"):
         index.search("x", mode="fuzzy")  # type: ignore[arg-type]
-    other = HashEmbedder()
-    other.name = "another-embedder"  # type: ignore[misc]
+    other = HashEmbedder(dimension=32)  # another model: "hash:32"
     index.ingest([write_corpus(tmp_path / "c", 2)])
-    with pytest.raises(ConfigError, match="built with the embedder 'hash-test'"):
+    with pytest.raises(ConfigError, match="built with the embedder 'hash', not 'hash:32'"):
         Index(tmp_path / "idx", embedder=other).ingest([tmp_path / "c"])
+
+
+def test_the_config_reaches_the_searcher_and_serialises(tmp_path: Path) -> None:
+    config = IndexConfig(fusion="rrf", alpha=0.3, reranker="sentence:0.4", chunk_tokens=64)
+    assert IndexConfig.model_validate_json(config.model_dump_json()) == config
+    with Index(tmp_path / "idx", embedder=HashEmbedder(), config=config) as index:
+        searcher = index.searcher
+        assert (searcher.fusion, searcher.alpha) == ("rrf", 0.3)
+        assert getattr(searcher.reranker, "weight", None) == 0.4
+        assert (index.chunker.max_tokens, index.chunker.overlap) == (64, 16)
+    defaults = IndexConfig()
+    assert (defaults.chunk_tokens, defaults.chunk_overlap, defaults.reranker) == (128, 16, None)
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"chunk_overlap": 128}, "chunk_overlap \\(128\\) must be below chunk_tokens"),
+        ({"chunk_tokens": 0}, "chunk_tokens"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"fusion": "max"}, "fusion"),
+        ({"chunk_size": 100}, "chunk_size"),
+    ],
+)
+def test_a_bad_config_names_the_field(fields: dict[str, object], named: str) -> None:
+    with pytest.raises(ValidationError, match=named):
+        IndexConfig.model_validate(fields)
 
 
 def test_migrations_are_ordered_and_recorded(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ import pytest
 from lamina.errors import ConfigError, MissingDependencyError
 from lamina.retrieval.index import Index
 from lamina.retrieval.store.postgres import MIGRATIONS, PostgresStore
-from tests.retrieval.fakes import HashEmbedder
-from tests.retrieval.store_contract import item
+from lamina.testing import HashEmbedder
+from lamina.testing.stores import item
 from tests.retrieval.test_index import write_corpus
 
 
@@ -172,9 +172,8 @@ def test_index_ingests_and_searches_every_mode_on_postgres(
     found = index.search("zeppelins", k=1, mode="bm25", filters={"format": "text"})
     assert found[0].chunk.source.endswith("extra.txt")
     other.close()
-    mismatched = HashEmbedder()
-    mismatched.name = "another-embedder"  # type: ignore[misc]
-    with pytest.raises(ConfigError, match=rf"#{pg_schema}' was built with the embedder"):
+    mismatched = HashEmbedder(dimension=32)  # another model: "hash:32"
+    with pytest.raises(ConfigError, match=rf"#{pg_schema}' was built with the embedder 'hash'"):
         Index(tmp_path / "cache", store=store, embedder=mismatched).ingest([corpus])
     index.close()
 

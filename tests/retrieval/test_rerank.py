@@ -9,11 +9,11 @@ import pytest
 
 from lamina.errors import ConfigError
 from lamina.retrieval.documents import Chunk
-from lamina.retrieval.index import Index
-from lamina.retrieval.rerank import Reranker, SentenceReranker
+from lamina.retrieval.index import Index, IndexConfig
+from lamina.retrieval.rerank import Reranker, SentenceReranker, get_reranker
 from lamina.retrieval.search import Reranker as ReexportedReranker
 from lamina.retrieval.store.base import Hit, StoredChunk
-from tests.retrieval.fakes import HashEmbedder
+from lamina.testing import HashEmbedder
 from tests.retrieval.test_index import write_corpus
 
 
@@ -64,10 +64,30 @@ def test_prepare_caches_sentence_vectors() -> None:
 
 def test_index_applies_a_reranker(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus")
-    index = Index(tmp_path / "idx", embedder=HashEmbedder(), reranker=None)
+    index = Index(tmp_path / "idx", embedder=HashEmbedder())
     index.ingest([corpus])
+    assert index.searcher.reranker is None  # off by default
     embedder = HashEmbedder()
-    reranked = Index(tmp_path / "idx", embedder=embedder, reranker=SentenceReranker(embedder))
+    given = SentenceReranker(embedder)
+    reranked = Index(tmp_path / "idx", embedder=embedder, config=IndexConfig(reranker=given))
+    assert reranked.searcher.reranker is given
     hits = reranked.search("vector search", k=5)
     assert len(hits) == 5 and all("sentence" in h.scores for h in hits)
     assert {h.chunk.key for h in hits} <= {h.chunk.key for h in index.search("vector search", k=30)}
+    # A spec is built over the index's own embedder: the same ranking as the object.
+    by_spec = Index(tmp_path / "idx", embedder=embedder, config=IndexConfig(reranker="sentence"))
+    built = by_spec.searcher.reranker
+    assert isinstance(built, SentenceReranker) and built.embedder is embedder
+    assert [h.chunk.key for h in by_spec.search("vector search", k=5)] == [
+        h.chunk.key for h in hits
+    ]
+
+
+def test_reranker_specs_carry_a_weight_and_bad_ones_name_the_fix() -> None:
+    config = IndexConfig(reranker="sentence:0.7")
+    built = get_reranker(config.reranker, HashEmbedder())
+    assert isinstance(built, SentenceReranker) and built.weight == 0.7
+    assert get_reranker(None, HashEmbedder()) is None
+    for bad in ("cross-encoder", "sentence:1.5", "sentence:heavy", "sentence:nan"):
+        with pytest.raises(ConfigError, match=rf"Unknown reranker '{bad}'.*'sentence:WEIGHT'"):
+            IndexConfig(reranker=bad)

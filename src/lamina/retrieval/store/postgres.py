@@ -29,7 +29,8 @@ import re
 import struct
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -38,11 +39,12 @@ from lamina.errors import ConfigError, MissingDependencyError
 from lamina.retrieval.documents import Chunk, LoadedDocument
 from lamina.retrieval.store.base import Filters, Hit, Snapshot, StoredChunk, Vectors
 from lamina.retrieval.store.sqlite import _json_key
+from lamina.settings import Settings
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["DEFAULT_SCHEMA", "MIGRATIONS", "PostgresStore", "is_dsn"]
+__all__ = ["DEFAULT_SCHEMA", "MIGRATIONS", "PostgresStore"]
 
 DEFAULT_SCHEMA = "lamina"
 
@@ -129,15 +131,6 @@ def _psycopg() -> Any:
     return psycopg
 
 
-def is_dsn(value: str) -> bool:
-    """Whether ``value`` is a PostgreSQL connection URI.
-
-    >>> is_dsn("postgresql://me@localhost/lamina"), is_dsn("my-index")
-    (True, False)
-    """
-    return value.startswith(("postgresql://", "postgres://"))
-
-
 class PostgresStore:
     """An index's source of truth in PostgreSQL. Safe to share between threads of one process.
 
@@ -162,6 +155,12 @@ class PostgresStore:
         except BaseException:
             self._db.close()
             raise
+
+    @classmethod
+    def from_url(cls, url: str, *, directory: Path, create: bool, settings: Settings) -> Self:
+        """A ``postgresql://`` (or ``postgres://``) URI: the store in its default schema;
+        ``directory`` then holds only the derived search indexes."""
+        return cls(url, create=create)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r}, schema={self.schema!r})"

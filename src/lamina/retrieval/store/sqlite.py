@@ -16,13 +16,14 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 from lamina.errors import ConfigError
 from lamina.retrieval.documents import Chunk, LoadedDocument
 from lamina.retrieval.store.base import Filters, Snapshot, StoredChunk, Vectors
+from lamina.settings import Settings
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
@@ -93,6 +94,23 @@ class SQLiteStore:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._migrate()
+
+    @classmethod
+    def from_url(cls, url: str, *, directory: Path, create: bool, settings: Settings) -> Self:
+        """``sqlite://PATH`` or a plain ``PATH`` names the directory; none, the index's own.
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as index:
+        ...     store = SQLiteStore.from_url(
+        ...         f"sqlite://{index}/elsewhere", directory=Path(index), create=True,
+        ...         settings=Settings())
+        ...     store.close()
+        ...     (Path(index) / "elsewhere" / DB_NAME).is_file()
+        True
+        """
+        scheme, found, rest = url.partition("://")
+        path = rest if found and scheme.lower() == "sqlite" else url
+        return cls(Path(path) if path else directory, create=create)
 
     def _migrate(self) -> None:
         with self._lock:

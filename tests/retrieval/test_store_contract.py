@@ -9,7 +9,7 @@ import pytest
 
 from lamina.retrieval.store.base import IndexStore
 from lamina.retrieval.store.sqlite import SQLiteStore
-from tests.retrieval.store_contract import OpenStore, StoreContract
+from lamina.testing.stores import OpenStore, StoreContract
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])

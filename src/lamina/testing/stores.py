@@ -1,9 +1,23 @@
-"""The contract every Store passes: mix :class:`StoreContract` into a test class.
+"""The contract every store passes, as a pytest mix-in: for a test suite, it imports pytest.
 
-The class must provide the fixture ``open_store``: a callable that opens a new handle on one
-fresh, empty store (the same store on every call within a test), so the suite can check what
-other handles and other writers see. ``tests/retrieval/test_store_contract.py`` runs it
-against SQLiteStore and PostgresStore.
+Mix :class:`StoreContract` into a test class and provide the fixture ``open_store``: a
+callable that opens a new handle on one fresh, empty store (the same store on every call
+within a test), so the suite can check what other handles and other writers see. Lamina runs
+it against SQLiteStore and PostgresStore (``tests/retrieval/test_store_contract.py``); a
+third-party store registered in ``lamina.stores`` runs it the same way::
+
+    import pytest
+    from lamina.testing.stores import StoreContract
+
+    @pytest.fixture
+    def open_store(tmp_path):
+        return lambda: MyStore(tmp_path / "store")
+
+    class TestMyStore(StoreContract):
+        pass
+
+:func:`item` builds a document, its chunks and their :class:`~lamina.testing.HashEmbedder`
+vectors, ready for ``store.add``.
 """
 
 from __future__ import annotations
@@ -19,7 +33,9 @@ import pytest
 from lamina.errors import ConfigError
 from lamina.retrieval.documents import Chunk, Document, LoadedDocument
 from lamina.retrieval.store.base import IndexStore, Store
-from tests.retrieval.fakes import HashEmbedder
+from lamina.testing import HashEmbedder
+
+__all__ = ["EMBEDDER", "Item", "OpenStore", "StoreContract", "all_keys", "item"]
 
 OpenStore = Callable[[], IndexStore]
 Item = tuple[LoadedDocument, list[Chunk], npt.NDArray[np.float32]]

@@ -1,7 +1,9 @@
-"""Shared fixtures: an isolated LAMINA_HOME, no network beyond loopback, real servers."""
+"""Shared fixtures: an isolated LAMINA_HOME, no network beyond loopback, real servers, and
+:func:`require` for tests that need an optional component."""
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import os
 import socket
@@ -10,6 +12,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -30,6 +34,33 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+def in_ci() -> bool:
+    """Whether the tests run in CI (``CI=true``, as GitHub Actions, GitLab and most CIs set)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def unavailable(component: str, reason: str) -> NoReturn:
+    """Skip the test because ``component`` is missing, saying why; in CI, fail it instead: a
+    component CI installs is missing only when the install is broken, and a broken install
+    must not pass as a row of skips."""
+    message = f"{component} is not available: {reason}"
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: a missing component fails the run)", pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
+def require(module: str, reason: str) -> ModuleType:
+    """Import ``module`` for a test that needs it; when it cannot be imported, skip the test
+    (fail it in CI) with ``reason``, which should say how to install it.
+
+    ``require("faiss", "the IVF index needs it: pip install 'lamina[ann]'")``
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        unavailable(module, f"{reason} ({error})")
 
 
 _real_connect = socket.socket.connect

@@ -14,6 +14,7 @@ from lamina import AuthenticationError, ConfigError, InvalidRequestError, Transi
 from lamina.models import get_model
 from lamina.models.openai import OpenAIModel
 from lamina.settings import Settings
+from lamina.types import Delta
 from tests.stub_server import Reply, StubServer
 
 CHAT_OK = {
@@ -48,12 +49,16 @@ class TestAgainstLlamaCppServer:
         assert deltas[-1].finish_reason in ("stop", "length")
 
     def test_async_stream(self, llama_server: str, settings: Settings) -> None:
-        model = self.model(llama_server, settings)
+        model = self.model(llama_server, settings.model_copy(update={"cache": False}))
+        options = {"temperature": 0, "max_tokens": 8}
 
-        async def run() -> str:
-            return "".join([d.text async for d in model.astream("Say hi.", max_tokens=8)])
+        async def run() -> list[Delta]:
+            return [d async for d in model.astream("Say hi.", **options)]
 
-        assert asyncio.run(run())
+        deltas = asyncio.run(run())
+        whole = model.chat("Say hi.", **options)  # greedy: the same text either way
+        assert whole.text and "".join(d.text for d in deltas) == whole.text
+        assert len(deltas) > 2 and deltas[-1].finish_reason in ("stop", "length")
 
     def test_structured_output(self, llama_server: str, settings: Settings) -> None:
         schema = {

@@ -19,14 +19,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
+
 
 @pytest.fixture(scope="session")
 def postgres_uri() -> Iterator[str]:
     """The URI of a session-wide PostgreSQL server with the vector extension created."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns that XDG_RUNTIME_DIR is unset
-        pgserver = pytest.importorskip("pgserver")
-    psycopg = pytest.importorskip("psycopg")
+        pgserver = require("pgserver", "it runs the real PostgreSQL: pip install pgserver")
+    psycopg = require("psycopg", "the PostgreSQL store needs it: pip install 'lamina[postgres]'")
     folder = Path(tempfile.mkdtemp(prefix="lamina-pg-"))
     server = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
     try:

@@ -12,6 +12,7 @@ from lamina.errors import ConfigError, ModelNotFoundError
 from lamina.models.embeddings import Embedder, get_embedder
 from lamina.models.embeddings.local import OnnxEmbedder, minilm_folder
 from lamina.settings import Settings
+from tests.conftest import require
 
 SENTENCES = [
     "The cat sat on the mat.",
@@ -37,7 +38,7 @@ def embedder(home: Path) -> OnnxEmbedder:
 
 @pytest.fixture(scope="module")
 def st_vectors() -> np.ndarray:
-    st = pytest.importorskip("sentence_transformers")
+    st = require("sentence_transformers", "the reference encoder: pip install 'lamina[st]'")
     model = st.SentenceTransformer(str(minilm_folder()), device="cpu")
     return np.asarray(model.encode(SENTENCES))
 

@@ -22,6 +22,7 @@ from lamina.models.embeddings import (
 from lamina.models.embeddings.local import minilm_folder
 from lamina.models.embeddings.st import SentenceTransformerEmbedder
 from lamina.settings import Settings
+from tests.conftest import require
 
 
 class _Fixed:
@@ -89,7 +90,7 @@ def test_st_without_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.integration
 def test_st_backend_end_to_end(settings: Settings) -> None:
-    pytest.importorskip("sentence_transformers")
+    require("sentence_transformers", "the st: backend needs it: pip install 'lamina[st]'")
     st = get_embedder(f"st:{minilm_folder()}", settings)
     onnx = get_embedder("minilm", settings)
     assert st.dimension == 384 and st.max_tokens == 256

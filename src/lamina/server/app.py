@@ -89,6 +89,7 @@ def create_app(
         if warm_up and callable(warm):
             await asyncio.to_thread(warm)
         log.info("serving %s as %r", default.model.name, default.id)
+        jobs.open()
         try:
             yield
         finally:

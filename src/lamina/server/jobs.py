@@ -214,6 +214,11 @@ class JobQueue:
                 for i, body in rows
             ]
 
+    def open(self) -> None:
+        """Take jobs again (the server's startup; a new queue takes them from the start)."""
+        with self._lock:
+            self._closing = False
+
     def close(self, grace_s: float) -> None:
         """Take no new job; let the file in progress finish (up to ``grace_s``); every file
         not ingested by then is marked failed, visibly."""

@@ -99,7 +99,7 @@ def _distribution_plots(run: EvalRun, limit: int = 12) -> list[Plot]:
             break
         if name in _NOT_SCORES or name.startswith(("judge_details.", "rank_")):
             continue
-        if len(set(values)) > 1 or (values and "latency" in name):
+        if values:
             plots.append(_histogram(name, [("", values)]))
     return plots
 

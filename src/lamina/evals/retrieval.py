@@ -164,6 +164,7 @@ def evaluate_retrieval(
             began = time.perf_counter()
             hits = index.search(question, depth, mode=mode)
             latencies[mode].append((time.perf_counter() - began) * 1000)
+            item[f"latency_ms_{mode}"] = latencies[mode][-1]
             ranking = [str(h.chunk.key) for h in hits]
             # Scores that strictly fall with rank, so ties cannot reorder the search's ranking.
             runs[mode][qid] = {key: float(depth - i) for i, key in enumerate(ranking)}

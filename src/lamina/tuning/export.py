@@ -6,8 +6,9 @@
    name and shape. transformers reads Llama's q/k projections un-permuted (llama.cpp stores
    them with the rotary halves interleaved), so they are permuted back here, the same way
    llama.cpp's convert_hf_to_gguf.py does.
-3. llama.cpp's own quantizer (``llama_model_quantize``) turns that file into ``--quant``,
-   choosing per-tensor fallbacks as llama.cpp does (576-wide rows cannot hold k-quant blocks).
+3. llama.cpp's own quantizer (:func:`lamina.models.quantize.requantize`) turns that file
+   into ``--quant``, choosing per-tensor fallbacks as llama.cpp does (576-wide rows cannot
+   hold k-quant blocks).
 
 Exporting the untouched base at the base's own type reproduces it byte for byte (the
 round-trip test checks every tensor of the bundled Q4_1 model).
@@ -15,19 +16,13 @@ round-trip test checks every tensor of the bundled Q4_1 model).
 
 from __future__ import annotations
 
-import ctypes
-import logging
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from lamina.tuning.base import require
-from lamina.tuning.config import Quant
 from lamina.tuning.errors import TuningError
 
-__all__ = ["EXPORTABLE", "check_exportable", "gguf_architecture", "quantize", "write_gguf"]
+__all__ = ["EXPORTABLE", "check_exportable", "gguf_architecture", "write_gguf"]
 
 #: GGUF architectures whose tensors map one-to-one onto transformers' (True: Llama's q/k
 #: permutation applies). Only ``llama`` is tested, with the bundled SmolLM2.
@@ -122,35 +117,3 @@ def write_gguf(model: Any, base: Path, path: Path) -> None:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-
-
-@contextmanager
-def _quiet_llama() -> Iterator[None]:
-    """llama.cpp logs one line per tensor through llama-cpp-python's logger: keep errors only."""
-    logger = logging.getLogger("llama-cpp-python")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def quantize(source: Path, target: Path, quant: Quant, *, threads: int | None = None) -> None:
-    """``source`` (float32 GGUF) → ``target`` in ``quant``, by llama.cpp; atomically."""
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = int(getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}"))
-    params.nthread = threads or os.cpu_count() or 1
-    tmp = target.with_name(f".{target.name}.tmp")
-    with _quiet_llama():
-        status = llama_cpp.llama_model_quantize(
-            str(source).encode(), str(tmp).encode(), ctypes.byref(params)
-        )
-    if status != 0:
-        tmp.unlink(missing_ok=True)
-        raise TuningError(
-            f"llama.cpp could not quantize {source.name} to {quant} (status {status})."
-        )
-    os.replace(tmp, target)

@@ -28,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from lamina.models.quantize import requantize
 from lamina.settings import get_settings
 from lamina.tuning.base import (
     ADAPTER,
@@ -44,7 +45,7 @@ from lamina.tuning.data import ChatExample, load_examples, load_pairs, split_eva
 from lamina.tuning.encode import encode_examples, encode_pairs
 from lamina.tuning.errors import TuningError
 from lamina.tuning.evaluate import gate, generate, task_metrics
-from lamina.tuning.export import check_exportable, quantize, write_gguf
+from lamina.tuning.export import check_exportable, write_gguf
 from lamina.tuning.train import (
     CHECKPOINTS,
     DpoObjective,
@@ -113,7 +114,7 @@ def export_model(
         del model
         gc.collect()
         ensure_runtime(ref.gguf)
-        quantize(scratch, target, quant)
+        requantize(scratch, target, quant)
     finally:
         scratch.unlink(missing_ok=True)
     return target

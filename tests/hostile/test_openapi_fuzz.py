@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, settings
 
 from lamina.server import create_app
 from lamina.settings import Settings
+from tests.conftest import require
 
-schemathesis = pytest.importorskip("schemathesis")
+schemathesis = require("schemathesis", "the dev extra installs it: pip install -e '.[dev]'")
 
 
 class TinyEmbedder:

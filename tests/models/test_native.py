@@ -14,6 +14,7 @@ import pytest
 from lamina.errors import NativeCrashError
 from lamina.models import native
 from lamina.settings import Settings
+from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,7 +148,10 @@ def test_the_installed_llama_cpp_came_from_the_wheelhouse() -> None:
     """`make install` installs the wheel built for these flags, recorded next to it."""
     info = native.build_info()
     if info["cmake_args"] is None:
-        pytest.skip(f"llama-cpp-python was not installed by `make install` ({info['source']})")
+        unavailable(
+            "llama-cpp-python from the wheelhouse",
+            f"it was not installed by `make install` ({info['source']})",
+        )
     assert "GGML_NATIVE" in info["cmake_args"] or "GGML_" in info["cmake_args"]
     if native.cpu_features() and "avx2" in native.cpu_features():
         assert "-mno-amx-tile" in info["cmake_args"] or "GGML_NATIVE=OFF" in info["cmake_args"]

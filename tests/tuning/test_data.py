@@ -16,6 +16,7 @@ from lamina.tuning.data import (
     write_jsonl,
 )
 from lamina.tuning.errors import DatasetError
+from tests.conftest import require
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "tuning"
 
@@ -134,7 +135,7 @@ def test_preference_pairs(tmp_path: Path) -> None:
 
 
 def test_datasets_folder(tmp_path: Path) -> None:
-    datasets = pytest.importorskip("datasets")
+    datasets = require("datasets", "the tune extra installs it: pip install 'lamina[tune]'")
     rows = [{"prompt": "Capital?", "completion": "Ostrell."}, {"prompt": "", "completion": "x"}]
     datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(tmp_path / "ds")
     with pytest.raises(DatasetError, match=r"ds\[row 1\]: 'prompt' is empty"):

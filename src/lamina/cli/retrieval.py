@@ -22,8 +22,9 @@ StoreOpt = Annotated[
     str | None,
     typer.Option(
         "--store",
-        help="Keep the index in PostgreSQL (pgvector): a postgresql:// URI. --index then holds "
-        "only the derived search indexes.",
+        help="Where the source of truth lives, by URL scheme: postgresql://… (PostgreSQL with "
+        "pgvector; --index then holds only derived search indexes), sqlite://PATH or a path. "
+        "Default: DIR/lamina.sqlite.",
     ),
 ]
 EmbedderOpt = Annotated[

@@ -20,7 +20,8 @@ from typing import Any
 
 from lamina.errors import InvalidRequestError
 from lamina.evals.metrics import mrr_at_k, ndcg_at_k, recall_at_k
-from lamina.retrieval.index import Embedder, Index
+from lamina.models.embeddings import Embedder
+from lamina.retrieval.index import Index
 from lamina.retrieval.ingest import Progress
 from lamina.retrieval.search import Mode
 

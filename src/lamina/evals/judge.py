@@ -32,14 +32,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
 import jinja2
 import numpy as np
-import numpy.typing as npt
 
 from lamina.errors import IncompleteOutputError
 from lamina.models.base import ChatModel
+from lamina.models.embeddings import TextEmbedder
 
 __all__ = ["METRICS", "Judge", "JudgeSample", "Judged", "average_precision", "render"]
 
@@ -54,10 +54,6 @@ SMALL_JUDGE_NOTE = (
 
 _REASON = {"type": "string", "maxLength": 100}
 _BIT = {"type": "integer", "enum": [0, 1]}
-
-
-class QueryEmbedder(Protocol):
-    def embed_query(self, text: str) -> npt.NDArray[np.float32]: ...
 
 
 @cache
@@ -130,7 +126,7 @@ class Judge:
     def __init__(
         self,
         model: ChatModel,
-        embedder: QueryEmbedder,
+        embedder: TextEmbedder,
         *,
         max_statements: int = 8,
         max_contexts: int = 6,

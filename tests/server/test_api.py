@@ -266,3 +266,18 @@ def test_json_logs_carry_trace_id_and_redact_secrets(make_app: Any, caplog: Any)
         logging.makeLogRecord({"msg": "got Bearer lam-supersecretvalue123"})
     )
     assert "supersecret" not in formatted
+
+
+def test_traces_are_for_admin_keys_only(tmp_path: Any) -> None:
+    """Spans hold every tenant's questions and passages: an ordinary key must not read them."""
+    from lamina.server import KeyStore, create_app
+
+    home = tmp_path / "home"
+    store = KeyStore(home / "keys.sqlite")
+    user, admin = store.create("app"), store.create("ops", admin=True)
+    app = create_app(make_settings(home))
+    refused = call(app, "GET", "/v1/traces", headers={"Authorization": f"Bearer {user}"})
+    assert refused.status_code == 403
+    assert "admin" in refused.json()["error"]["message"]
+    allowed = call(app, "GET", "/v1/traces", headers={"Authorization": f"Bearer {admin}"})
+    assert allowed.status_code == 200 and allowed.json()["object"] == "list"

@@ -15,6 +15,8 @@ server turn these into exit codes and HTTP statuses at the edge; nothing below t
     │   ├── UploadTooLargeError      (server.uploads) an upload over the size limit
     │   ├── BodyTooLargeError        (server.errors) a request body over the limit: 413
     │   ├── InvalidCollectionError   (server.tenancy) a collection name that is not one
+    │   ├── PromptError              (prompts.errors) a template that does not load, or a
+    │   │                            render with a missing or extra variable
     │   └── DatasetError             (tuning.errors) training data with bad records, by line
     ├── IncompleteOutputError    structured output cut off by max_tokens before it closed
     ├── LoadError                (retrieval.errors) a document cannot be read; it is skipped

@@ -3,13 +3,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jinja2
 import pytest
 
 from lamina.errors import AuthenticationError, IncompleteOutputError
-from lamina.evals.judge import Judge, JudgeSample, average_precision, render
+from lamina.evals.judge import Judge, JudgeSample, average_precision
 from lamina.evals.rag import evaluate, load_dataset
 from lamina.models.scripted import Reply, ScriptedModel
+from lamina.prompts import PromptError, render
 from lamina.retrieval.index import Index
 from lamina.settings import Settings
 from lamina.testing import HashEmbedder
@@ -104,8 +104,8 @@ def test_errors_that_are_not_the_judges_fault_raise() -> None:
 
 
 def test_templates_are_strict() -> None:
-    with pytest.raises(jinja2.UndefinedError):
-        render("nli.j2", statements=["x"])  # no context
+    with pytest.raises(PromptError, match="missing variable 'context'"):
+        render("evals/nli", statements=["x"])  # no context
 
 
 def test_evaluate_adds_judged_metrics_where_they_apply(index: Index, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ The four metrics of Ragas 0.2 (``ragas.metrics``), each a number in 0..1:
   attributed to the contexts. Score = attributed / sentences. (Ragas lets the model split the
   reference into sentences; Lamina splits it itself so the verdict count is fixed.)
 
-Prompts are Jinja templates (``evals/prompts/*.j2``, rendered with ``StrictUndefined``);
+Prompts are the templates ``evals/*`` of :mod:`lamina.prompts` (data, rendered strictly);
 replies are constrained by a JSON schema (``json_schema=``: a grammar for local models,
 ``response_format`` / a forced tool for API models) with exactly one verdict per statement.
 A reply the judge got wrong anyway (unparseable, cut off) is recorded as that metric's error
@@ -30,18 +30,16 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from typing import Any
 
-import jinja2
 import numpy as np
 
 from lamina.errors import IncompleteOutputError
 from lamina.models.base import ChatModel
 from lamina.models.embeddings import TextEmbedder
+from lamina.prompts import render
 
-__all__ = ["METRICS", "Judge", "JudgeSample", "Judged", "average_precision", "render"]
+__all__ = ["METRICS", "Judge", "JudgeSample", "Judged", "average_precision"]
 
 METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
 
@@ -54,33 +52,6 @@ SMALL_JUDGE_NOTE = (
 
 _REASON = {"type": "string", "maxLength": 100}
 _BIT = {"type": "integer", "enum": [0, 1]}
-
-
-@cache
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FunctionLoader(
-            lambda name: (
-                resources.files("lamina.evals")
-                .joinpath("prompts", name)
-                .read_text(encoding="utf-8")
-            )
-        ),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,  # plain-text prompts, not HTML
-    )
-
-
-def render(name: str, **variables: Any) -> str:
-    """Render prompt template ``name``; a variable it uses but was not given is an error.
-
-    >>> prompt = render("nli.j2", context="C", statements=["A.", "Paris is in France."])
-    >>> "2. Paris is in France." in prompt
-    True
-    """
-    return _environment().get_template(name).render(**variables).strip()
 
 
 def average_precision(verdicts: Sequence[int]) -> float:
@@ -200,7 +171,7 @@ class Judge:
             "additionalProperties": False,
         }
         reply = self._ask(
-            "statements.j2",
+            "evals/statements",
             schema,
             max_tokens=64 * self.max_statements + 32,
             question=sample.question,
@@ -214,7 +185,7 @@ class Judge:
         if not statements:
             return None  # Ragas: NaN when the answer has no statements
         verdicts = self._verdicts(
-            "nli.j2",
+            "evals/nli",
             "verdicts",
             "verdict",
             len(statements),
@@ -236,7 +207,7 @@ class Judge:
             "required": ["question", "noncommittal"],
             "additionalProperties": False,
         }
-        reply = self._ask("question.j2", schema, max_tokens=160, answer=sample.answer)
+        reply = self._ask("evals/question", schema, max_tokens=160, answer=sample.answer)
         question = reply.get("question") if isinstance(reply, dict) else None
         noncommittal = reply.get("noncommittal") if isinstance(reply, dict) else None
         if not isinstance(question, str) or noncommittal not in (0, 1):
@@ -256,7 +227,7 @@ class Judge:
             return None
         contexts = sample.contexts[: self.max_contexts]
         verdicts = self._verdicts(
-            "context_precision.j2",
+            "evals/context_precision",
             "verdicts",
             "verdict",
             len(contexts),
@@ -276,7 +247,7 @@ class Judge:
         sentences = [reference[a:b].strip() for a, b in split_sentences(reference)]
         sentences = [s for s in sentences if s][: self.max_statements] or [reference.strip()]
         verdicts = self._verdicts(
-            "context_recall.j2",
+            "evals/context_recall",
             "classifications",
             "attributed",
             len(sentences),

@@ -3,7 +3,7 @@
 1. Sample ``questions`` passages (chunks) of the index, with a fixed seed.
 2. Make one question per passage:
    - ``model``: a chat model (the bundled one by default) writes a question the passage
-     answers (template ``evals/prompts/synthetic_question.j2``, JSON-schema reply);
+     answers (prompt ``evals/synthetic_question`` of :mod:`lamina.prompts`, JSON-schema reply);
    - ``sentences``: a sentence of the passage itself is the query (known-item search: no
      model needed, but it favours lexical matching, since the words are the passage's own).
    ``auto`` uses the model when it loads and falls back to sentences; the run says which.
@@ -25,10 +25,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from lamina.errors import InvalidRequestError, LaminaError
-from lamina.evals.judge import render
 from lamina.evals.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from lamina.evals.run import EvalRun, RunMeta
 from lamina.models.base import ChatModel
+from lamina.prompts import render
 from lamina.retrieval.index import Index
 from lamina.retrieval.search import Mode
 from lamina.retrieval.sentences import split_sentences
@@ -62,7 +62,7 @@ def sentence_query(text: str, rng: random.Random, min_words: int = 6) -> str:
 
 def _model_question(model: ChatModel, passage: str) -> str | None:
     reply = model.chat(
-        render("synthetic_question.j2", passage=" ".join(passage.split())),
+        render("evals/synthetic_question", passage=" ".join(passage.split())),
         temperature=0.0,
         max_tokens=96,
         json_schema=_SCHEMA,

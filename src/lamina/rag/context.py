@@ -1,5 +1,7 @@
 """Pack retrieved passages into the model's window: dedupe, keep the best, number them.
 
+Built on the one context builder of :mod:`lamina.prompts.context`.
+
 Nothing is cut silently: a passage that is a duplicate, or that does not fit the token budget,
 is recorded in ``left_out`` with the reason. A question that does not fit even with no passages
 raises :class:`~lamina.errors.ContextOverflowError`.
@@ -10,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from lamina.errors import ContextOverflowError
+from lamina.prompts.context import ContextBuilder, Piece, same_text
 from lamina.rag.answer import LeftOut, SourceRef
 from lamina.retrieval.store.base import Hit
 
 __all__ = ["Packed", "Passage", "pack"]
+
+KNOWLEDGE = "knowledge"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ def pack(
     ``count_prompt`` counts the tokens of the whole prompt built from the given passages, so
     the template's own text and the question are part of the budget. Exact duplicates and chunks
     mostly inside one already packed (overlapping chunk windows) are left out as duplicates.
+    The packing is :class:`~lamina.prompts.context.ContextBuilder`'s, with one ``knowledge``
+    section whose pieces are the hits.
 
     >>> from lamina.retrieval.documents import Chunk
     >>> from lamina.retrieval.store.base import StoredChunk
@@ -102,26 +108,30 @@ def pack(
     >>> [p.n for p in packed.passages], [x.reason for x in packed.left_out]
     ([1], ['budget'])
     """
-    base = count_prompt([])
-    if base > budget:
-        raise ContextOverflowError(base, window if window is not None else budget, model)
-    chosen: list[Passage] = []
-    left: list[LeftOut] = []
-    seen_text: set[str] = set()
-    tokens = base
-    for hit in hits:
-        norm = " ".join(hit.text.split()).lower()
-        if norm in seen_text or any(_overlap(hit, p.hit) > 0.8 for p in chosen):
-            left.append(_left(hit, "duplicate"))
-            continue
-        if len(chosen) >= max_passages:
-            left.append(_left(hit, "budget"))
-            continue
-        trial = [*chosen, Passage(len(chosen) + 1, hit)]
-        n = count_prompt(trial)
-        if n > budget:
-            left.append(_left(hit, "budget"))
-            continue  # a shorter, lower-ranked passage may still fit
-        chosen, tokens = trial, n
-        seen_text.add(norm)
-    return Packed(passages=chosen, left_out=left, tokens=tokens)
+
+    def passages(pieces: Sequence[Piece]) -> list[Passage]:
+        return [Passage(n, piece.data) for n, piece in enumerate(pieces, start=1)]
+
+    builder = ContextBuilder(
+        lambda selection: count_prompt(passages(selection.get(KNOWLEDGE, ()))),
+        budget,
+        model=model,
+        window=window,
+    )
+    builder.add(
+        KNOWLEDGE,
+        [Piece(hit.text, key=hit.chunk.source, data=hit) for hit in hits],
+        max_items=max_passages,
+        duplicate=_duplicate,
+    )
+    context = builder.build()
+    return Packed(
+        passages=passages(context.chosen[KNOWLEDGE]),
+        left_out=[_left(o.piece.data, o.reason) for o in context.omitted],
+        tokens=context.tokens,
+    )
+
+
+def _duplicate(piece: Piece, chosen: Sequence[Piece]) -> bool:
+    """The same text as a packed passage, or mostly inside one (overlapping chunk windows)."""
+    return same_text(piece, chosen) or any(_overlap(piece.data, c.data) > 0.8 for c in chosen)

@@ -32,13 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lamina.models.base import ChatModel
 from lamina.models.embeddings.base import TextEmbedder
+from lamina.prompts import render
 from lamina.rag.answer import NOT_FOUND, Answer, Citation, SourceRef
 from lamina.rag.citations import best_span, cited_passages, parse_claims, strip_markers
 from lamina.rag.context import Packed, Passage, pack
 from lamina.rag.extract import Candidate, candidates
 from lamina.rag.lexical import terms
 from lamina.rag.query import rewrite_query
-from lamina.rag.templates import render
 from lamina.rag.verify import Verifier
 from lamina.retrieval.index import Index
 from lamina.retrieval.search import Mode
@@ -239,7 +239,7 @@ class RagPipeline:
             max_passages=self.config.max_passages,
         )
 
-    def _prompt(self, query: str, passages: Sequence[Passage], template: str = "answer.j2") -> str:
+    def _prompt(self, query: str, passages: Sequence[Passage], template: str = "rag/answer") -> str:
         items = [{"n": p.n, "title": p.title, "text": " ".join(p.text.split())} for p in passages]
         return render(template, question=query, passages=items)
 
@@ -286,7 +286,7 @@ class RagPipeline:
             "required": ["sentence"],
         }
         reply = self.model.chat(
-            render("select.j2", question=query, candidates=items),
+            render("rag/select", question=query, candidates=items),
             temperature=0.0,
             max_tokens=24,
             json_schema=schema,
@@ -306,7 +306,7 @@ class RagPipeline:
         result: Answer,
         usage: Usage,
     ) -> Iterator[Event]:
-        for attempt, template in enumerate(("answer.j2", "strict.j2")):
+        for attempt, template in enumerate(("rag/answer", "rag/strict")):
             if attempt:
                 result.retried = True
                 yield Retry("no sentence of the answer was supported by the passage it cited")

@@ -18,8 +18,8 @@ import re
 from collections.abc import Sequence
 
 from lamina.models.base import ChatModel
+from lamina.prompts import render
 from lamina.rag.lexical import STOPWORDS, terms
-from lamina.rag.templates import render
 from lamina.types import Message
 
 __all__ = ["is_follow_up", "key_phrases", "rewrite_query"]
@@ -72,7 +72,7 @@ def rewrite_query(
         return question
     if model is not None:
         history = [Message.user(q) for q in previous[-3:]]
-        prompt = render("rewrite.j2", history=history, question=question)
+        prompt = render("rag/rewrite", history=history, question=question)
         text = model.chat(prompt, temperature=0.0, max_tokens=48, stop=["\n"]).text.strip()
         own = set(terms(question)) - {"what", "about"}
         if text and own <= set(terms(text)) and len(text) < 4 * len(question) + 80:

@@ -26,8 +26,8 @@ import numpy as np
 
 from lamina.models.base import ChatModel
 from lamina.models.embeddings.base import TextEmbedder
+from lamina.prompts import render
 from lamina.rag.lexical import coverage, terms
-from lamina.rag.templates import render
 
 __all__ = ["Support", "Verifier"]
 
@@ -82,7 +82,7 @@ class Verifier:
     def _judge(self, claim: str, span: str) -> bool:
         """The judge's verdict; a reply that does not parse (a model-caused error) is a no."""
         assert self.judge is not None
-        prompt = render("verify.j2", claim=claim, span=span)
+        prompt = render("rag/verify", claim=claim, span=span)
         reply = self.judge.chat(prompt, temperature=0.0, max_tokens=16, json_schema=_JUDGE_SCHEMA)
         try:
             verdict = json.loads(reply.text)

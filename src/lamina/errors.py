@@ -19,6 +19,7 @@ server turn these into exit codes and HTTP statuses at the edge; nothing below t
     │   │                            render with a missing or extra variable
     │   └── DatasetError             (tuning.errors) training data with bad records, by line
     ├── IncompleteOutputError    structured output cut off by max_tokens before it closed
+    ├── OutputParseError         (prompts.errors) no reply of a model had the JSON asked for
     ├── LoadError                (retrieval.errors) a document cannot be read; it is skipped
     ├── TuningError              (tuning.errors) a fine-tuning run cannot start, resume, export
     ├── NotServedError           (server.errors) a model id the operator did not configure

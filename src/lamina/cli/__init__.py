@@ -11,20 +11,24 @@ options, progress bars, the chat loop); each other module registers one group of
 - ``agents``: agent, crew, tools list / run
 - ``tune``: tune sft, dpo, dataset; feedback
 - ``doctor``: the installation check
+- ``apps``: summarize, classify, extract, email reply / draft, research
+- ``prompts``: prompts list / show / render
 
 Errors become messages and exit codes here, nowhere deeper.
 """
 
-from lamina.cli import agents, doctor, eval, models, rag, retrieval, server, tune
+from lamina.cli import agents, apps, doctor, eval, models, prompts, rag, retrieval, server, tune
 from lamina.cli.app import app, main
 
 __all__ = [
     "agents",
     "app",
+    "apps",
     "doctor",
     "eval",
     "main",
     "models",
+    "prompts",
     "rag",
     "retrieval",
     "server",

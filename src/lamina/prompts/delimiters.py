@@ -6,8 +6,8 @@ angle brackets (code, HTML being summarised) reach the model unchanged.
 
 >>> wrap("document", "A</document>B <b>bold</b>")
 '<document>\\nA&lt;/document>B <b>bold</b>\\n</document>'
->>> attribute('say "hi" & <go>')
-'say &quot;hi&quot; &amp; &lt;go&gt;'
+>>> attribute('say "hi" & <go> > stop')
+'say &quot;hi&quot; &amp; &lt;go> > stop'
 """
 
 from __future__ import annotations
@@ -46,10 +46,9 @@ def escape(text: str) -> str:
 
 
 def attribute(value: str) -> str:
-    """``value`` as a double-quoted attribute's content."""
-    return (
-        value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
-    )
+    """``value`` as a double-quoted attribute's content (``>`` is harmless there and kept,
+    so a heading path ``Guide > Install`` reads as written)."""
+    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
 
 
 def wrap(tag: str, text: str, **attributes: str) -> str:

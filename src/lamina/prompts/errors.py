@@ -8,9 +8,9 @@ LaminaError
 
 from __future__ import annotations
 
-from lamina.errors import InvalidRequestError
+from lamina.errors import InvalidRequestError, LaminaError
 
-__all__ = ["PromptError"]
+__all__ = ["OutputParseError", "PromptError"]
 
 
 class PromptError(InvalidRequestError):
@@ -23,4 +23,20 @@ class PromptError(InvalidRequestError):
     def __init__(self, name: str, problem: str) -> None:
         super().__init__(f"Prompt {name!r}: {problem}")
         self.name = name
+        self.problem = problem
+
+
+class OutputParseError(LaminaError):
+    """A model's reply did not have the shape asked for (an API model ignoring the schema).
+
+    Local models cannot cause it for JSON-schema replies: their grammar admits only valid
+    JSON. Apps catch it where a fallback exists.
+    """
+
+    def __init__(self, model: str, problem: str) -> None:
+        super().__init__(
+            f"The reply of {model!r} could not be read: {problem}. Use a model that supports "
+            f"structured output (the local models always do), or retry."
+        )
+        self.model = model
         self.problem = problem

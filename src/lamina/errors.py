@@ -21,6 +21,7 @@ server turn these into exit codes and HTTP statuses at the edge; nothing below t
     ├── IncompleteOutputError    structured output cut off by max_tokens before it closed
     ├── OutputParseError         (prompts.errors) no reply of a model had the JSON asked for
     ├── LoadError                (retrieval.errors) a document cannot be read; it is skipped
+    ├── IndexBusyError           (retrieval.errors) another ingest is writing to the index
     ├── TuningError              (tuning.errors) a fine-tuning run cannot start, resume, export
     ├── NotServedError           (server.errors) a model id the operator did not configure
     ├── ModelUnavailableError    (server.errors) a configured model failed to load: 503

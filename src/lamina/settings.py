@@ -29,6 +29,7 @@ __all__ = [
     "LoaderSettings",
     "LocalSettings",
     "OpenAISettings",
+    "RetrievalSettings",
     "SandboxSettings",
     "ServerSettings",
     "Settings",
@@ -244,6 +245,30 @@ class LoaderSettings(BaseModel):
     )
 
 
+class RetrievalSettings(BaseModel):
+    """Search and ingest of an index, on either store."""
+
+    ef_search: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="PostgreSQL: candidates pgvector's HNSW search keeps (hnsw.ef_search; at "
+        "least k is used). Higher is closer to exact search and slower.",
+    )
+    ann_threshold: int = Field(
+        200_000,
+        ge=1,
+        description="SQLite: chunks above which the local dense index is approximate (IVF, "
+        "needs lamina[ann]) instead of exact.",
+    )
+    ingest_wait_s: float = Field(
+        0.0,
+        ge=0,
+        description="How long an ingest waits for another ingest into the same index to "
+        "finish before it stops with an error (0: stop at once).",
+    )
+
+
 class SandboxSettings(BaseModel):
     """The ``python`` tool's sandbox (lamina.tools.sandbox; what it protects: docs/agents.md)."""
 
@@ -312,6 +337,7 @@ class Settings(BaseSettings):
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     loaders: LoaderSettings = Field(default_factory=LoaderSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     tools: ToolSettings = Field(default_factory=ToolSettings)
     agents: AgentSettings = Field(default_factory=AgentSettings)

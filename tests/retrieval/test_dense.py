@@ -1,5 +1,5 @@
-"""Dense indexes: IVF against exact search on clustered data, filters, persistence, and the
-Searcher switching to IVF above its threshold."""
+"""Dense indexes: IVF against exact search on clustered data, filters, ids added and removed,
+persistence, and the SQLite store switching to IVF above its threshold."""
 
 from __future__ import annotations
 
@@ -89,26 +89,40 @@ def test_vectors_of_and_save_load_round_trip(
     assert loaded.memory_bytes() >= vectors.nbytes
 
 
-def test_searcher_uses_ivf_above_threshold_and_persists_it(tmp_path: Path) -> None:
+def test_ivf_ids_add_and_remove(data: tuple[np.ndarray, np.ndarray]) -> None:
+    vectors, _ = data
+    ids = np.arange(len(vectors), dtype=np.int64) * 10  # ids need not be positions
+    index = IVFDenseIndex.build(vectors[:4000], ids=ids[:4000])
+    index.add(vectors[4000:], ids[4000:])
+    assert (index.size, index.trained) == (len(vectors), 4000)
+    rows, _ = index.search(vectors[5000], 1)
+    assert rows.tolist() == [50_000]  # an added vector is found under its id
+    assert index.remove(np.array([50_000, 123_456_789])) == 1
+    assert 50_000 not in index.search(vectors[5000], 10)[0].tolist()
+    np.testing.assert_array_equal(index.vectors_of(np.array([10, 40_000])), vectors[[1, 4000]])
+    with pytest.raises(ValueError, match="ids of shape"):
+        index.add(vectors[:2], ids[:3])
+
+
+def test_the_sqlite_store_uses_ivf_above_its_threshold_and_persists_it(tmp_path: Path) -> None:
+    from lamina.retrieval.derived.local import ApproximateRows, ExactRows
+    from lamina.settings import Settings
+
     corpus = write_corpus(tmp_path / "corpus")
-    index = Index(tmp_path / "idx", embedder=HashEmbedder())
+    settings = Settings(retrieval={"ann_threshold": 10})  # type: ignore[arg-type]
+    index = Index(tmp_path / "idx", embedder=HashEmbedder(), settings=settings)
     index.ingest([corpus])
-    index.searcher.ann_threshold = 10
-    derived = index.searcher.derived()
-    assert isinstance(derived.dense, IVFDenseIndex)
+    assert isinstance(index.store.local.refresh().dense, ApproximateRows)  # type: ignore[attr-defined]
     hits = index.search("vector search", k=3, mode="dense", mmr_lambda=0.5)
     assert len(hits) == 3
     assert index.search("vector search", k=3, collection="default")
 
-    reopened = Index(tmp_path / "idx", embedder=HashEmbedder())  # loads, does not rebuild
-    reopened.searcher.ann_threshold = 10
-    loaded = reopened.searcher.derived()
-    assert isinstance(loaded.dense, IVFDenseIndex)
-    assert loaded.dense.nprobe == derived.dense.nprobe
+    reopened = Index(tmp_path / "idx", embedder=HashEmbedder(), settings=settings)
     assert [h.chunk.key for h in reopened.search("vector search", k=3, mode="dense")] == [
         h.chunk.key for h in index.search("vector search", k=3, mode="dense")
     ]
+    assert reopened.store.local.builds == 0  # type: ignore[attr-defined]  # loaded, not rebuilt
 
     small = Index(tmp_path / "idx2", embedder=HashEmbedder())
     small.ingest([corpus])
-    assert isinstance(small.searcher.derived().dense, ExactDenseIndex)
+    assert isinstance(small.store.local.refresh().dense, ExactRows)  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -358,29 +359,92 @@ def test_an_unfinished_ingest_is_a_warning_on_search(tmp_path: Path, corpus: Pat
     assert "may be incomplete" in result.output and "vector search" in result.output
 
 
-def test_a_reader_rebuilds_once_per_burst_not_per_batch(tmp_path: Path, corpus: Path) -> None:
+def test_a_reader_follows_an_ingest_batch_by_batch_without_rebuilding(
+    tmp_path: Path, corpus: Path
+) -> None:
     reader = open_index(tmp_path / "idx")
     reader.ingest([write_corpus(tmp_path / "first", 5)])
     assert reader.search("vector search", k=1)
-    built: list[int] = []
-    searcher = reader.searcher
-    original = searcher._build
-
-    def counting() -> object:
-        derived = original()
-        built.append(derived.generation)
-        return derived
-
-    searcher._build = counting  # type: ignore[method-assign]
+    local = reader.store.local  # type: ignore[attr-defined]
     writer = open_index(tmp_path / "idx")
     store_add = writer.store.add_many
+    seen: list[int] = []
 
     def add_and_search(*args: object, **kwargs: object) -> None:
         store_add(*args, **kwargs)  # type: ignore[arg-type]
-        reader.search("vector search", k=1)  # a query after every committed batch
+        # A query after every committed batch sees that batch, in one view of the store.
+        hits = reader.search("note item", k=100, mode="bm25")
+        seen.append(len({h.chunk.source for h in hits}))
 
     writer.store.add_many = add_and_search  # type: ignore[method-assign]
     Ingestor(writer.store, writer.embedder, writer.chunker, batch=5).ingest([corpus])
-    assert built == []  # 8 batches committed, no rebuild while the run was going
+    assert seen == [5 + 5 * n for n in range(1, 9)]  # 8 batches of 5 notes, each seen at once
+    assert local.builds == 1  # the first search built; every batch after was applied
     hits = reader.search("fine tuning item 39", k=3)
-    assert len(built) == 1 and any("39" in h.text for h in hits)  # one rebuild after it
+    assert any("39" in h.text for h in hits)
+
+
+def test_two_ingests_into_one_index_never_run_together(tmp_path: Path, corpus: Path) -> None:
+    from lamina.retrieval.errors import IndexBusyError
+    from lamina.settings import Settings
+
+    first = Index(tmp_path / "idx", embedder=HashEmbedder(delay=0.05))
+    second = Index(tmp_path / "idx", embedder=HashEmbedder())
+    started = threading.Event()
+    original = first.store.begin_run
+
+    def begin() -> int:
+        started.set()
+        return original()
+
+    first.store.begin_run = begin  # type: ignore[method-assign]
+    worker = threading.Thread(target=lambda: first.ingest([corpus]))
+    worker.start()
+    assert started.wait(10)
+    with pytest.raises(IndexBusyError, match=r"Another ingest is writing to the index .*process"):
+        second.ingest([write_corpus(tmp_path / "other", 3)])
+    worker.join()
+    assert [r["status"] for r in second.store.runs()] == ["done"]  # the second wrote nothing
+    waiting = Index(
+        tmp_path / "idx",
+        embedder=HashEmbedder(),
+        settings=Settings(retrieval={"ingest_wait_s": 30}),  # type: ignore[arg-type]
+    )
+    worker = threading.Thread(target=lambda: first.ingest([corpus, tmp_path / "other"]))
+    started.clear()
+    worker.start()
+    assert started.wait(10)
+    summary = waiting.ingest([corpus])  # waits for the first, then finds it all done
+    worker.join()
+    assert summary.unchanged == 40 and summary.added == 0
+    assert [r["status"] for r in waiting.store.runs()] == ["done", "done", "done"]
+    assert consistent(tmp_path / "idx")[1] == 43
+
+
+@pytest.mark.integration
+def test_a_killed_ingest_releases_the_index(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n=60)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.retrieval.ingest_worker",
+            str(tmp_path / "idx"),
+            str(corpus),
+            "0.3",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdout is not None
+    assert worker.stdout.readline().startswith("ready")
+    assert worker.stdout.readline().startswith("committed")
+    from lamina.retrieval.errors import IndexBusyError
+
+    with pytest.raises(IndexBusyError, match=f"process {worker.pid} on"):
+        open_index(tmp_path / "idx").ingest([corpus])
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    resumed = open_index(tmp_path / "idx").ingest([corpus])  # the lock died with its holder
+    assert resumed.skipped == [] and consistent(tmp_path / "idx")[1] == 60

@@ -1,4 +1,5 @@
-"""PostgresStore beyond the shared contract: migrations, search in the database, the Index."""
+"""PostgresStore beyond the shared contract: migrations, search in the database, stateless
+searching processes (no snapshot of the corpus), the Index and the BEIR bench on it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from lamina.errors import ConfigError, MissingDependencyError
 from lamina.retrieval.index import Index
+from lamina.retrieval.store.base import Hit
 from lamina.retrieval.store.postgres import MIGRATIONS, PostgresStore
 from lamina.testing import HashEmbedder
 from lamina.testing.stores import item
@@ -56,7 +58,8 @@ def test_migrations_are_ordered_recorded_and_wait_for_the_dimension(
             assert row is not None
             return str(row[0])
 
-    assert versions() == [1] and column_type() == "vector"
+    # The dimension's migration (2) waits for the first vectors; the later ones do not.
+    assert versions() == [1, *range(3, len(MIGRATIONS) + 1)] and column_type() == "vector"
     store.set_meta("embedder", "hash-test")  # settings need no dimension
     store.add("docs", *item("a.md", "first vectors fix the dimension"))
     assert versions() == list(range(1, len(MIGRATIONS) + 1))
@@ -125,11 +128,10 @@ def test_search_dense_in_the_database_matches_exact_search(store: PostgresStore)
         expected = np.sort(exact_scores)[::-1][:k]
         assert np.allclose([h.score for h in exact], expected, atol=1e-5)
         assert np.allclose([h.score for h in approximate], expected, atol=1e-5)
-        assert all(set(h.scores) == {"dense"} for h in exact)
     filtered = store.search_dense(query, 50, {"n": [1, 2], "collection": "docs"})
     allowed = store.matching({"n": [1, 2]})
     assert len(filtered) == len(allowed) == 40  # 20 documents of 2 chunks
-    assert {h.chunk.key for h in filtered} == allowed
+    assert {h.key for h in filtered} == allowed
     assert [h.score for h in filtered] == sorted((h.score for h in filtered), reverse=True)
     assert store.search_dense(query, 5, {"n": 7}) == []
     with pytest.raises(ConfigError, match="3-dimensional"):
@@ -157,9 +159,9 @@ def test_index_ingests_and_searches_every_mode_on_postgres(
     assert document is not None
     assert document[hit.chunk.chunk.start : hit.chunk.chunk.end] == hit.text
     in_db = store.search_dense(HashEmbedder().embed_query("vector search"), k=5)
-    in_memory = index.search("vector search", k=5, mode="dense")
-    assert [h.score for h in in_db] == pytest.approx([h.score for h in in_memory], abs=1e-5)
-    # Incremental, and the derived indexes follow writes made through another handle.
+    through_index = index.search("vector search", k=5, mode="dense")
+    assert [h.score for h in in_db] == pytest.approx([h.score for h in through_index], abs=1e-5)
+    # Incremental, and searches follow writes made through another handle.
     assert index.ingest([corpus]).unchanged == 40
     (corpus / "extra.txt").write_text("Zeppelins float on hydrogen.")
     other = Index(
@@ -220,6 +222,156 @@ def test_cli_ingest_and_search_with_store(tmp_path: Path, postgres_uri: str) -> 
         search = runner.invoke(app, ["search", "agent tools", *where, "--json", "-k", "1"])
         assert search.exit_code == 0, search.output
         assert json.loads(search.output)[0]["source"].endswith("doc003.md")
+    finally:
+        with psycopg.connect(postgres_uri, autocommit=True) as db:
+            db.execute("DROP SCHEMA IF EXISTS lamina CASCADE")
+
+
+@pytest.mark.integration
+def test_hnsw_takes_ef_search_from_the_settings(postgres_uri: str, pg_schema: str) -> None:
+    from lamina.retrieval.store import open_store
+    from lamina.settings import Settings
+
+    settings = Settings(retrieval={"ef_search": 7})  # type: ignore[arg-type]
+    store = open_store(postgres_uri, Path("unused"), settings=settings)
+    assert isinstance(store, PostgresStore) and store.ef_search == 7
+    store.close()
+    handle = PostgresStore(postgres_uri, schema=pg_schema, ef_search=7)
+    handle.add_many("docs", [item(f"{i}.md", f"word{i} other{i % 3} more text") for i in range(40)])
+    statements: list[str] = []
+    connection = handle._db
+    original = connection.execute
+
+    def spy(query: object, params: object = None, **kwargs: object) -> object:
+        statements.append(f"{query} {params}")
+        return original(query, params, **kwargs)  # type: ignore[arg-type]
+
+    connection.execute = spy  # type: ignore[method-assign]
+    handle.search_dense(HashEmbedder().embed_query("word3"), 3)
+    handle.search_dense(HashEmbedder().embed_query("word3"), 20, ef_search=5)
+    connection.execute = original  # type: ignore[method-assign]
+    settings_used = [s for s in statements if "hnsw.ef_search" in s]
+    assert "('7',)" in settings_used[0] and "('20',)" in settings_used[1]  # at least k
+    handle.close()
+
+
+def same_hits(got: list[Hit], ranking: list[Hit]) -> None:
+    """``got`` is the head of ``ranking``: equal scores, and each chunk one of those with its
+    score (HashEmbedder and BM25 tie often on these near-identical notes)."""
+    assert [h.score for h in got] == pytest.approx([h.score for h in ranking[: len(got)]], abs=1e-4)
+    for hit in got:
+        tied = {h.chunk.chunk.id for h in ranking if abs(h.score - hit.score) < 1e-4}
+        assert hit.chunk.chunk.id in tied
+    assert set(got[0].scores) == set(ranking[0].scores)
+
+
+@pytest.mark.integration
+def test_a_searching_process_holds_no_copy_of_the_corpus(
+    tmp_path: Path, postgres_uri: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = write_corpus(tmp_path / "corpus")
+    with Index(
+        tmp_path / "writer",
+        store=PostgresStore(postgres_uri, schema=pg_schema),
+        embedder=HashEmbedder(),
+    ) as writer:
+        writer.ingest([corpus], collection="notes")
+    local = Index(tmp_path / "local", embedder=HashEmbedder())  # the same corpus on SQLite
+    local.ingest([corpus], collection="notes")
+
+    def forbidden(self: PostgresStore) -> None:
+        raise AssertionError("a search loaded a snapshot of the corpus")
+
+    monkeypatch.setattr(PostgresStore, "snapshot", forbidden)
+    replica = Index(
+        tmp_path / "replica",
+        store=PostgresStore(postgres_uri, schema=pg_schema),
+        embedder=HashEmbedder(),
+        create=False,
+    )
+    for query in ("vector search", "agent tools item 7", "fine tuning"):
+        for mode in ("hybrid", "dense", "bm25"):
+            for filters in (None, {"collection": "notes"}, {"format": "markdown"}):
+                got = replica.search(query, k=8, mode=mode, filters=filters)  # type: ignore[arg-type]
+                expected = local.search(query, k=50, mode=mode, filters=filters)  # type: ignore[arg-type]
+                same_hits(got, expected)
+    diverse = replica.search("solar sunlight electricity", k=3, mmr_lambda=0.3)  # MMR reads vectors
+    assert len(diverse) == 3
+    assert [h.score for h in diverse] == pytest.approx(
+        [h.score for h in local.search("solar sunlight electricity", k=3, mmr_lambda=0.3)], abs=1e-4
+    )
+    assert not (tmp_path / "replica").exists()  # nothing kept on local disk either
+    replica.close()
+    local.close()
+
+
+@pytest.mark.integration
+def test_rows_written_before_full_text_search_are_indexed_by_the_migration(
+    postgres_uri: str, pg_schema: str
+) -> None:
+    store = PostgresStore(postgres_uri, schema=pg_schema)
+    store.add_many(
+        "docs", [item("a.md", "zeppelins float on hydrogen"), item("b.md", "solar sails")]
+    )
+    expected = store.search_sparse("zeppelins hydrogen", 5)
+    store.close()
+    with psycopg.connect(postgres_uri, autocommit=True) as db:  # as a store before migration 3
+        for table in ("documents", "chunks"):
+            db.execute(f"UPDATE {pg_schema}.{table} SET lexemes = '', length = 0")
+        db.execute(f"DELETE FROM {pg_schema}.schema_migrations WHERE version = 4")
+        (df,) = db.execute(
+            f"SELECT coalesce(sum(df), 0) FROM {pg_schema}.term_stats"
+        ).fetchone() or (None,)
+    assert df == 0  # no terms anywhere: full-text search would find nothing
+    again = PostgresStore(postgres_uri, schema=pg_schema)  # migration 4 fills the terms in
+    assert again.search_sparse("zeppelins hydrogen", 5) == expected
+    with psycopg.connect(postgres_uri) as db:
+        rows = dict(db.execute(f"SELECT level, rows FROM {pg_schema}.corpus_stats").fetchall())
+    assert rows == {"documents": 2, "chunks": 2}
+    with psycopg.connect(postgres_uri) as db:
+        versions = [r[0] for r in db.execute(f"SELECT version FROM {pg_schema}.schema_migrations")]
+    assert sorted(versions) == list(range(1, len(MIGRATIONS) + 1))
+    again.close()
+
+
+@pytest.mark.integration
+def test_bench_beir_runs_in_postgres_without_a_snapshot(
+    tmp_path: Path, postgres_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from lamina.cli import app
+
+    data = tmp_path / "beir"
+    (data / "qrels").mkdir(parents=True)
+    topics = ["insulin receptor signalling", "tumour growth in mice", "sleep and memory"]
+    with (data / "corpus.jsonl").open("w") as corpus:
+        for n in range(30):
+            corpus.write(
+                json.dumps({"_id": f"d{n}", "title": f"Study {n}", "text": f"A study of "
+                            f"{topics[n % 3]} number {n}. " * 3}) + "\n"
+            )  # fmt: skip
+    with (data / "queries.jsonl").open("w") as queries:
+        for n, topic in enumerate(topics):
+            queries.write(json.dumps({"_id": f"q{n}", "text": topic}) + "\n")
+    (data / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{n % 3}\td{n}\t1\n" for n in range(30) if n < 9)
+    )
+
+    def forbidden(self: PostgresStore) -> None:
+        raise AssertionError("the bench loaded a snapshot of the corpus")
+
+    args = ["bench", "beir", "--data", str(data), "--embedder", "hash", "--json"]
+    local = CliRunner().invoke(app, [*args, "--index", str(tmp_path / "local")])
+    assert local.exit_code == 0, local.output
+    monkeypatch.setattr(PostgresStore, "snapshot", forbidden)
+    try:
+        remote = CliRunner().invoke(app, [*args, "--store", postgres_uri])
+        assert remote.exit_code == 0, remote.output
+        ours, theirs = json.loads(local.stdout), json.loads(remote.stdout)
+        assert theirs["store"] == "postgresql" and ours["store"] == "sqlite"
+        assert theirs["ndcg@10"] == pytest.approx(ours["ndcg@10"], abs=1e-4)
+        assert theirs["chunks"] == ours["chunks"] and theirs["queries"] == 3
     finally:
         with psycopg.connect(postgres_uri, autocommit=True) as db:
             db.execute("DROP SCHEMA IF EXISTS lamina CASCADE")

@@ -153,10 +153,12 @@ def bench_beir(
     index: Annotated[
         Path | None, typer.Option(help="Keep the index here (default: a temporary folder).")
     ] = None,
+    store: StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Ingest a BEIR dataset into a fresh index and report nDCG@10, Recall@100, MRR@10,
-    ingest seconds and per-query latency."""
+    ingest seconds and per-query latency. With --store postgresql://… the index lives in
+    PostgreSQL and every search runs inside it."""
     from lamina.evals.beir import run_beir
 
     with progress_bar("ingest") as bar:
@@ -175,13 +177,14 @@ def bench_beir(
             mode=_mode(mode),
             embedder=embedder,
             index_dir=index,
+            store=store,
             progress=on_ingest,
             query_progress=on_query,
         )
     if as_json:
         typer.echo(json.dumps(result.as_json()))
         return
-    table = Table(title=f"BEIR {data.name} ({split}), {result.mode}")
+    table = Table(title=f"BEIR {data.name} ({split}), {result.mode}, {result.store}")
     for column in ("nDCG@10", "Recall@100", "MRR@10", "ingest s", "p50 ms", "p95 ms"):
         table.add_column(column, justify="right")
     table.add_row(

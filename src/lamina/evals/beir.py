@@ -4,12 +4,16 @@ query one at a time (query embedding included), score the ranking.
 A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl``
 (``_id``, ``text``) and ``qrels/SPLIT.tsv`` (``query-id``, ``corpus-id``, ``score``).
 Chunks are ranked and each document scores as its best chunk.
+
+``store`` (a URL, e.g. ``postgresql://...``) puts the index there; the searches then run
+inside that store. The result records the store's scheme and the process's peak memory.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import resource
 import statistics
 import tempfile
 import time
@@ -24,6 +28,7 @@ from lamina.models.embeddings import Embedder
 from lamina.retrieval.index import Index
 from lamina.retrieval.ingest import Progress
 from lamina.retrieval.search import Mode
+from lamina.retrieval.store import scheme_of
 
 __all__ = ["BeirResult", "load_qrels", "load_queries", "run_beir"]
 
@@ -40,6 +45,8 @@ class BeirResult:
     documents: int
     chunks: int
     mode: str
+    store: str = "sqlite"
+    peak_rss_mb: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         """The keys the CLI's ``--json`` promises, plus context."""
@@ -51,7 +58,8 @@ class BeirResult:
             "ingest_s": round(self.ingest_s, 2),
             "p50_ms": round(self.p50_ms, 2),
             "p95_ms": round(self.p95_ms, 2),
-            **{k: data[k] for k in ("queries", "documents", "chunks", "mode")},
+            **{k: data[k] for k in ("queries", "documents", "chunks", "mode", "store")},
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
         }
 
 
@@ -90,6 +98,7 @@ def run_beir(
     progress: Progress | None = None,
     query_progress: Callable[[int, int], None] | None = None,
     depth: int = 100,
+    store: str | None = None,
     **index_options: Any,
 ) -> BeirResult:
     corpus, queries_path, qrels_path = _folder(data, split)
@@ -97,10 +106,12 @@ def run_beir(
     qrels = load_qrels(qrels_path)
     judged = [q for q in qrels if q in queries]
     with tempfile.TemporaryDirectory(prefix="lamina-beir-") as scratch:
+        if store is not None:
+            index_options["store"] = store
         index = Index(index_dir or Path(scratch), embedder=embedder, **index_options)
         started = time.perf_counter()
         index.ingest([corpus], collection="beir", progress=progress)
-        index.searcher.derived()  # building the search indexes is part of indexing
+        index.store.refresh()  # building the local search indexes is part of indexing
         ingest_s = time.perf_counter() - started
         documents, chunks = index.count()
         index.search(queries[judged[0]], k=1, mode=mode)  # warm caches, not timed
@@ -132,4 +143,16 @@ def run_beir(
         documents=documents,
         chunks=chunks,
         mode=mode,
+        store=_scheme(index_options.get("store")),
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
+
+
+def _scheme(store: object) -> str:
+    """The store's kind, for the report: a URL's scheme, or an instance's engine."""
+    if store is None:
+        return "sqlite"
+    if isinstance(store, str):
+        scheme = scheme_of(store)
+        return "postgresql" if scheme == "postgres" else scheme
+    return type(store).__name__.removesuffix("Store").lower() or "store"

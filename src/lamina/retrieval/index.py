@@ -5,13 +5,18 @@
     >>> index.search("how do I install it?", k=5)            # doctest: +SKIP
 
 ``DIR/lamina.sqlite`` is the source of truth; ``DIR/derived/`` holds the BM25 and dense indexes
-built from it (delete it at will: it is rebuilt on the next search). The embedder used to build
-an index is recorded in it, so searching later embeds queries the same way.
+the SQLite store searches, kept current as documents come and go (delete it at will: it is
+rebuilt on the next search). The embedder used to build an index is recorded in it, so
+searching later embeds queries the same way.
 
-To scale out, keep the source of truth in PostgreSQL (pgvector) instead; ``DIR`` then holds
-only the derived indexes:
+To scale out, keep the index in PostgreSQL (pgvector) instead: it is searched inside the
+database, so any number of processes can serve it without a copy of the corpus, and ``DIR``
+holds nothing:
 
-    >>> Index("cache-dir", store="postgresql://me@db.internal/lamina")   # doctest: +SKIP
+    >>> Index("unused-dir", store="postgresql://me@db.internal/lamina")   # doctest: +SKIP
+
+One ingest at a time writes to an index; a second one waits ``retrieval.ingest_wait_s``
+seconds (setting) and then stops with :class:`~lamina.retrieval.errors.IndexBusyError`.
 
 A collection can carry a description (and example queries), kept as index metadata
 ``collection:NAME:description`` / ``collection:NAME:examples``; ``search(collection="auto")``
@@ -145,18 +150,11 @@ class Index:
             self._searcher = Searcher(
                 self.store,
                 self.embedder,
-                cache_dir=self._cache_dir(),
                 reranker=get_reranker(self.config.reranker, self.embedder),
                 fusion=self.config.fusion,
                 alpha=self.config.alpha,
             )
         return self._searcher
-
-    def _cache_dir(self) -> Path:
-        # A PostgreSQL schema can be dropped and re-created, its generation starting over:
-        # derived indexes are kept per store identity, so none outlives the store it came from.
-        identity = self.store.get_meta("store_id")
-        return self.directory / "derived" / (f"store-{identity}" if identity else "")
 
     def ingest(
         self,
@@ -167,8 +165,17 @@ class Index:
         exclude: Sequence[str] = (),
         progress: Progress | None = None,
     ) -> IngestSummary:
-        """Add, update and remove documents so the collection mirrors ``paths``."""
-        ingestor = Ingestor(self.store, self.embedder, self.chunker, limits=self.settings.loaders)
+        """Add, update and remove documents so the collection mirrors ``paths``.
+
+        Raises :class:`~lamina.retrieval.errors.IndexBusyError` when another ingest holds the
+        index longer than ``retrieval.ingest_wait_s``."""
+        ingestor = Ingestor(
+            self.store,
+            self.embedder,
+            self.chunker,
+            limits=self.settings.loaders,
+            wait_s=self.settings.retrieval.ingest_wait_s,
+        )
         return ingestor.ingest(
             paths, collection=collection, include=include, exclude=exclude, progress=progress
         )

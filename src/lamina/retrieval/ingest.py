@@ -8,6 +8,11 @@ one bad record costs only itself. Work lands in transactions of a few dozen docu
 crash or a SIGKILL at any point loses at most the batch in flight, and the next run picks up
 from there with no duplicates. Failures of the embedder itself (a Lamina error: a provider
 down, a missing key) stop the ingest instead of skipping every document.
+
+One ingest at a time writes to an index (:meth:`~lamina.retrieval.store.base.IndexStore.
+ingest_lock`): two concurrent ones would each decide from their own view which documents to
+remove and record each other as interrupted. The second waits ``wait_s`` seconds, then stops
+with :class:`~lamina.retrieval.errors.IndexBusyError` before writing anything.
 """
 
 from __future__ import annotations
@@ -91,12 +96,14 @@ class Ingestor:
         *,
         batch: int = 64,
         limits: LoaderSettings | None = None,
+        wait_s: float = 0.0,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
         self.batch = batch
         self.limits = limits or get_settings().loaders
+        self.wait_s = wait_s
         self._check_embedder()
 
     def _check_embedder(self) -> None:
@@ -121,6 +128,17 @@ class Ingestor:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         progress: Progress | None = None,
+    ) -> IngestSummary:
+        with self.store.ingest_lock(self.wait_s):  # one ingest into an index at a time
+            return self._ingest(paths, collection, include, exclude, progress)
+
+    def _ingest(
+        self,
+        paths: Sequence[str | Path],
+        collection: str,
+        include: Sequence[str],
+        exclude: Sequence[str],
+        progress: Progress | None,
     ) -> IngestSummary:
         started = time.perf_counter()
         summary = IngestSummary()

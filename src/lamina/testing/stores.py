@@ -4,7 +4,8 @@ Mix :class:`StoreContract` into a test class and provide the fixture ``open_stor
 callable that opens a new handle on one fresh, empty store (the same store on every call
 within a test), so the suite can check what other handles and other writers see. Lamina runs
 it against SQLiteStore and PostgresStore (``tests/retrieval/test_store_contract.py``); a
-third-party store registered in ``lamina.stores`` runs it the same way::
+third-party store registered in ``lamina.stores`` (a Qdrant, Weaviate or Pinecone adapter)
+runs it the same way::
 
     import pytest
     from lamina.testing.stores import StoreContract
@@ -16,6 +17,16 @@ third-party store registered in ``lamina.stores`` runs it the same way::
     class TestMyStore(StoreContract):
         pass
 
+The search cases check that ``search_dense`` finds the best inner products (exactly, on these
+small stores: an ANN index this size should not miss), that filters are applied inside the
+search (a narrow filter still gets every match, never a post-filtered short list), that a
+search inside ``reading()`` sees one version while another handle writes, and that a second
+ingest lock fails fast naming the first. ``search_sparse`` must rank like Lamina's BM25
+(:func:`reference_sparse`, the semantics the local indexes and PostgreSQL share) when the class
+sets ``sparse_is_lamina_bm25 = True`` (the default); a store with its own lexical ranking sets
+it to False and is held to the properties any ranking has (matching text first, filters,
+nothing for a query no chunk shares a word with).
+
 :func:`item` builds a document, its chunks and their :class:`~lamina.testing.HashEmbedder`
 vectors, ready for ``store.add``.
 """
@@ -23,6 +34,7 @@ vectors, ready for ``store.add``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -31,11 +43,22 @@ import numpy.typing as npt
 import pytest
 
 from lamina.errors import ConfigError
+from lamina.retrieval.derived.bm25 import BM25, terms
 from lamina.retrieval.documents import Chunk, Document, LoadedDocument
-from lamina.retrieval.store.base import IndexStore, Store
+from lamina.retrieval.errors import IndexBusyError
+from lamina.retrieval.store.base import Candidate, Filters, IndexStore, Store
 from lamina.testing import HashEmbedder
 
-__all__ = ["EMBEDDER", "Item", "OpenStore", "StoreContract", "all_keys", "item"]
+__all__ = [
+    "EMBEDDER",
+    "Item",
+    "OpenStore",
+    "StoreContract",
+    "all_keys",
+    "item",
+    "reference_dense",
+    "reference_sparse",
+]
 
 OpenStore = Callable[[], IndexStore]
 Item = tuple[LoadedDocument, list[Chunk], npt.NDArray[np.float32]]
@@ -80,8 +103,109 @@ def all_keys(store: Store) -> list[int]:
     return [int(k) for k in store.snapshot().keys]
 
 
+def reference_dense(
+    store: Store, vector: npt.NDArray[np.float32], k: int, filters: Filters | None = None
+) -> list[Candidate]:
+    """Exact inner-product search over the store's snapshot: what ``search_dense`` should
+    find (ties by key)."""
+    snapshot = store.snapshot()
+    allowed = store.matching(filters) if filters else set(snapshot.keys.tolist())
+    scores = snapshot.vectors @ vector if len(snapshot.keys) else np.zeros(0)
+    ranked = sorted(
+        ((int(key), float(score)) for key, score in zip(snapshot.keys, scores, strict=True)
+         if int(key) in allowed),
+        key=lambda pair: (-pair[1], pair[0]),
+    )  # fmt: skip
+    return [Candidate(key, score) for key, score in ranked[:k]]
+
+
+def reference_sparse(
+    store: Store, query: str, k: int, filters: Filters | None = None
+) -> list[Candidate]:
+    """Lamina's lexical ranking, computed from the snapshot: BM25 of the chunk's document
+    (over the best document's) plus a tenth of the chunk's own BM25 (over the best chunk's);
+    statistics over everything, the filter deciding which chunks (and the documents they
+    belong to) compete. Only chunks with some evidence; ties by key."""
+    snapshot = store.snapshot()
+    words = terms(query)
+    documents = BM25.build(snapshot.document_texts)
+    chunks = BM25.build(snapshot.chunk_texts)
+    allowed = store.matching(filters) if filters else None
+    mask = None if allowed is None else np.isin(snapshot.keys, list(allowed))
+    doc_mask = None
+    if mask is not None:
+        doc_mask = np.zeros(documents.size, dtype=bool)
+        doc_mask[snapshot.chunk_documents[mask]] = True
+    doc_scores = documents.scores(words, doc_mask)
+    chunk_scores = chunks.scores(words, mask)
+    top_doc, top_chunk = float(doc_scores.max(initial=0)), float(chunk_scores.max(initial=0))
+    if top_doc <= 0:
+        return []
+    scores = doc_scores[snapshot.chunk_documents] / top_doc
+    if top_chunk > 0:
+        scores = scores + 0.1 * chunk_scores / top_chunk
+    if mask is not None:
+        scores = np.where(mask, scores, 0.0)
+    ranked = sorted(
+        ((int(key), float(score)) for key, score in zip(snapshot.keys, scores, strict=True)
+         if score > 0),
+        key=lambda pair: (-pair[1], pair[0]),
+    )  # fmt: skip
+    return [Candidate(key, score) for key, score in ranked[:k]]
+
+
+def _same_ranking(got: Sequence[Candidate], ranking: Sequence[Candidate], k: int) -> None:
+    """``got`` is the top ``k`` of the full ``ranking``: the same scores in the same order,
+    and each key one of those with its score (tied keys may come in any order)."""
+    expected = ranking[:k]
+    assert len(got) == len(expected), (got, expected)
+    assert np.allclose([c.score for c in got], [c.score for c in expected], atol=1e-4), (
+        got,
+        expected,
+    )
+    for candidate in got:
+        tied = {c.key for c in ranking if abs(c.score - candidate.score) < 2e-4}
+        assert candidate.key in tied, (candidate, expected)
+    assert len({c.key for c in got}) == len(got), got
+
+
+#: Word lists of the search cases: each document is about some of them.
+_TOPICS = [
+    "llama inference quantised weights",
+    "vector search embeddings cosine",
+    "prompt templates rendering strict",
+    "agent tools sandbox python",
+    "fine tuning adapters lora",
+    "solar panels sunlight electricity",
+]
+
+
+def search_corpus(store: IndexStore) -> list[Item]:
+    """Twelve documents of a few chunks each, in two collections, with metadata and pages."""
+    items = []
+    for n in range(12):
+        topic, other = _TOPICS[n % len(_TOPICS)], _TOPICS[(n * 5 + 1) % len(_TOPICS)]
+        text = f"note {n} on {topic} and then {other} " + " ".join([topic] * (1 + n % 3))
+        loaded, chunks, vectors = item(
+            f"doc{n:02d}.md",
+            text,
+            title=f"Note {n}",
+            metadata={"parity": n % 2, "year": 2020 + n % 3},
+            page=1 + n % 4,
+            words=5,
+        )
+        items.append((loaded, chunks, vectors))
+        store.add("even" if n % 2 == 0 else "odd", loaded, chunks, vectors)
+    return items
+
+
 class StoreContract:
-    """Add / replace / delete / get / count / snapshot / filters / meta / journal semantics."""
+    """Add / replace / delete / get / count / snapshot / filters / meta / journal semantics,
+    and search: dense, sparse, filters pushed down, one moment per reading block, one ingest
+    at a time."""
+
+    #: Whether ``search_sparse`` ranks by Lamina's BM25 (held to :func:`reference_sparse`).
+    sparse_is_lamina_bm25 = True
 
     @pytest.fixture
     def store(self, open_store: OpenStore) -> Iterator[IndexStore]:
@@ -351,6 +475,200 @@ class StoreContract:
         assert runs[0]["summary"] is None and runs[2]["summary"] == {}
         assert all(isinstance(r["started"], float) for r in runs)
         assert runs[1]["started"] <= runs[1]["finished"]
+
+    # -- search -----------------------------------------------------------------------------
+
+    def test_an_empty_store_finds_nothing(self, store: IndexStore) -> None:
+        assert store.search_dense(EMBEDDER.embed_query("anything"), 5) == []
+        assert store.search_sparse("anything at all", 5) == []
+        store.refresh()
+
+    def test_search_dense_finds_the_best_inner_products(self, store: IndexStore) -> None:
+        search_corpus(store)
+        for query in ("vector search embeddings", "solar sunlight", "note 7 agent tools"):
+            vector = EMBEDDER.embed_query(query)
+            for k in (1, 5, 200):
+                got = store.search_dense(vector, k)
+                _same_ranking(got, reference_dense(store, vector, 10_000), k)
+        assert store.search_dense(EMBEDDER.embed_query("solar"), 0) == []
+
+    @pytest.mark.parametrize(
+        "filters",
+        [
+            {"collection": "odd"},
+            {"collection": ["even", "none"], "year": 2021},
+            {"page": 3},
+            {"source": "doc05.md"},
+            {"parity": 1, "page": [2, 4]},
+            {"year": 1999},
+        ],
+    )
+    def test_search_dense_applies_filters_inside_the_search(
+        self, store: IndexStore, filters: Filters
+    ) -> None:
+        search_corpus(store)
+        vector = EMBEDDER.embed_query("solar panels sunlight")
+        allowed = store.matching(filters)
+        for k in (3, 1000):
+            got = store.search_dense(vector, k, filters)
+            assert {c.key for c in got} <= allowed
+            assert len(got) == min(k, len(allowed))  # a filter never leaves a short list
+            _same_ranking(got, reference_dense(store, vector, 10_000, filters), k)
+
+    def test_search_sparse_finds_the_texts_that_share_the_words(self, store: IndexStore) -> None:
+        search_corpus(store)
+        hits = store.search_sparse("sandbox python agent", 5)
+        assert hits and [c.score for c in hits] == sorted((c.score for c in hits), reverse=True)
+        best = store.get([hits[0].key])[0]
+        assert "sandbox" in best.chunk.text or "agent" in best.chunk.text
+        assert store.search_sparse("zebra xylophone", 5) == []  # no word in common
+        assert store.search_sparse("the of and", 5) == []  # stopwords only
+        assert store.search_sparse("solar", 0) == []
+
+    @pytest.mark.parametrize(
+        "query",
+        ["sandbox python agent", "Solar panels, sunlight!", "note 3 lora lora", "inference"],
+    )
+    def test_search_sparse_ranks_like_lamina_bm25(self, store: IndexStore, query: str) -> None:
+        if not self.sparse_is_lamina_bm25:
+            pytest.skip("this store ranks text its own way")
+        search_corpus(store)
+        for k in (3, 100):
+            _same_ranking(store.search_sparse(query, k), reference_sparse(store, query, 10_000), k)
+
+    @pytest.mark.parametrize(
+        "filters",
+        [{"collection": "odd"}, {"page": 2}, {"year": [2020, 2022], "parity": 0}, {"year": 1999}],
+    )
+    def test_search_sparse_applies_filters_inside_the_search(
+        self, store: IndexStore, filters: Filters
+    ) -> None:
+        search_corpus(store)
+        query = "solar sunlight note"
+        got = store.search_sparse(query, 1000, filters)
+        allowed = store.matching(filters)
+        assert {c.key for c in got} <= allowed
+        matching = [k for k in allowed if "note" in store.get([k])[0].chunk.text.lower()]
+        assert {c.key for c in got} >= set(matching)  # every match with evidence is found
+        if self.sparse_is_lamina_bm25:
+            _same_ranking(got, reference_sparse(store, query, 10_000, filters), 1000)
+
+    def test_search_follows_writes_and_deletes(
+        self, store: IndexStore, open_store: OpenStore
+    ) -> None:
+        items = search_corpus(store)
+        vector = EMBEDDER.embed_query("zeppelins hydrogen")
+        assert store.search_sparse("zeppelins", 5) == []
+        other = open_store()
+        try:
+            other.add("odd", *item("zep.md", "zeppelins float on hydrogen", words=3))
+            other.delete("even", [items[0][0].document.id])
+        finally:
+            other.close()
+        found = store.search_sparse("zeppelins hydrogen", 5)
+        assert found and {store.get([c.key])[0].source for c in found} == {"zep.md"}
+        dense = store.search_dense(vector, 1000)
+        assert "zep.md" in {c.source for c in store.get([c.key for c in dense])}
+        _same_ranking(dense, reference_dense(store, vector, 10_000), 1000)
+        gone = {c.key for c in store.search_dense(vector, 1000)} | {
+            c.key for c in store.search_sparse("note 0", 1000)
+        }
+        assert "doc00.md" not in {c.source for c in store.get(sorted(gone))}
+        if self.sparse_is_lamina_bm25:
+            expected = reference_sparse(store, "note solar", 10_000)
+            _same_ranking(store.search_sparse("note solar", 50), expected, 50)
+
+    def test_vectors_come_back_in_the_order_asked(self, store: IndexStore) -> None:
+        loaded, chunks, vectors = item("a.md", "one two three four five six seven eight nine")
+        store.add("docs", loaded, chunks, vectors)
+        keys = all_keys(store)
+        got = store.vectors([keys[2], keys[0]])
+        assert got.dtype == np.float32 and np.allclose(got, vectors[[2, 0]], atol=1e-6)
+        with pytest.raises(KeyError):
+            store.vectors([10_000_000])
+
+    def test_a_reading_block_sees_one_version_while_another_handle_writes(
+        self, store: IndexStore, open_store: OpenStore
+    ) -> None:
+        def version(v: int) -> list[Item]:
+            return [
+                item(f"{name}.md", f"{name} zeppelin version{v} " + "filler words " * 4, words=4)
+                for name in ("a", "b")
+            ]
+
+        store.add_many("docs", version(0))
+        writer = open_store()
+        failures: list[BaseException] = []
+        done = threading.Event()
+
+        def write() -> None:
+            try:
+                for v in range(1, 25):
+                    writer.add_many("docs", version(v))
+            except BaseException as exc:  # pragma: no cover - reported below
+                failures.append(exc)
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        vector = EMBEDDER.embed_query("zeppelin")
+        seen: set[str] = set()
+        try:
+            while not done.is_set() or not seen:
+                with store.reading():
+                    dense = store.search_dense(vector, 50)
+                    sparse = store.search_sparse("zeppelin", 50)
+                    chunks = store.get(sorted({c.key for c in dense} | {c.key for c in sparse}))
+                assert dense and sparse and len(chunks) == len({c.key for c in dense + sparse})
+                versions = {
+                    w for c in chunks for w in c.chunk.text.split() if w.startswith("version")
+                }
+                assert len(versions) <= 1, versions  # never two versions in one search
+                seen |= versions
+        finally:
+            thread.join()
+            writer.close()
+        assert not failures, failures
+
+    # -- one ingest at a time -----------------------------------------------------------------
+
+    def test_a_second_ingest_lock_fails_fast_naming_the_first(
+        self, store: IndexStore, open_store: OpenStore
+    ) -> None:
+        other = open_store()
+        try:
+            with store.ingest_lock():
+                began = time.monotonic()
+                with (
+                    pytest.raises(IndexBusyError, match="Another ingest is writing") as caught,
+                    other.ingest_lock(),
+                ):
+                    pass
+                assert time.monotonic() - began < 5
+                assert caught.value.holder
+                with (
+                    pytest.raises(IndexBusyError, match=r"after waiting 0\.3 s"),
+                    other.ingest_lock(wait_s=0.3),
+                ):
+                    pass
+            with other.ingest_lock():  # released: the next one gets it
+                pass
+            held = threading.Event()
+
+            def hold_briefly() -> None:
+                with store.ingest_lock():
+                    held.set()
+                    time.sleep(0.5)
+
+            holder = threading.Thread(target=hold_briefly)
+            holder.start()
+            assert held.wait(10)
+            with other.ingest_lock(wait_s=30):  # waits for the holder, then gets it
+                assert not holder.is_alive() or time.monotonic() - began > 0.4
+            holder.join()
+        finally:
+            other.close()
 
     # -- atomicity ------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ Vectors are L2-normalised, so the inner product is the cosine similarity.
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -110,29 +111,43 @@ class IVFDenseIndex:
     recall@10 against exact search is 0.95 at 32 probes and 0.977 at 64, while synthetic
     clustered data reaches 1.0 at 1M with 62 of 4000 (``benchmarks/dense_scale.py``).
 
-    A filter (``mask``) is applied while scanning. A narrow filter would leave the probed cells
-    nearly empty of allowed vectors, so the probe count grows by the inverse of the allowed
-    fraction, and below ``exact_below`` allowed vectors they are compared exactly instead.
+    Vectors carry ids (by default their positions): :meth:`add` files new ones into the cells
+    trained already and :meth:`remove` takes some out, both without retraining; ``trained``
+    says how many vectors the cells were trained for, so the owner can tell when they have
+    drifted. One lock serialises faiss calls, so the index is safe to share between threads.
+
+    A filter (``mask``, indexed by id) is applied while scanning. A narrow filter would leave
+    the probed cells nearly empty of allowed vectors, so the probe count grows by the inverse
+    of the allowed fraction, and below ``exact_below`` allowed vectors they are compared
+    exactly instead.
     """
 
-    def __init__(self, index: Any, nprobe: int, exact_below: int = 20_000) -> None:
+    def __init__(
+        self, index: Any, nprobe: int, exact_below: int = 20_000, trained: int | None = None
+    ) -> None:
         self.index = index
-        self.size = int(index.ntotal)
         self.nprobe = nprobe
         self.exact_below = exact_below
+        self.trained = int(index.ntotal) if trained is None else trained
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return int(self.index.ntotal)
 
     @classmethod
     def build(
         cls,
         vectors: Vectors,
         *,
+        ids: Rows | None = None,
         nlist: int | None = None,
         nprobe: int | None = None,
         train_points_per_list: int = 39,
         seed: int = 0,
     ) -> IVFDenseIndex:
         """Train on a sample of ``train_points_per_list · nlist`` vectors (faiss's minimum for
-        stable k-means), then add every vector; rows are the vectors' positions."""
+        stable k-means), then add every vector under its id (default: its position)."""
         faiss = _faiss()
         data = np.ascontiguousarray(vectors, dtype=np.float32)
         n, dim = data.shape
@@ -146,14 +161,31 @@ class IVFDenseIndex:
         rng = np.random.default_rng(seed)
         train = min(n, train_points_per_list * nlist)
         index.train(data[np.sort(rng.choice(n, size=train, replace=False))])
-        index.add(data)
-        index.make_direct_map()  # rows -> vectors, for MMR and narrow filters
+        # A hash table from id to list entry: ids need not be dense, and removal stays cheap.
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        index.add_with_ids(data, _ids(ids, n))
         index.nprobe = nprobe or min(nlist, max(64, nlist // 16))
         return cls(index, index.nprobe)
 
     @property
     def nlist(self) -> int:
         return int(self.index.nlist)
+
+    def add(self, vectors: Vectors, ids: Rows) -> None:
+        """File vectors into the trained cells (no retraining)."""
+        data = np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(data):
+            with self._lock:
+                self.index.add_with_ids(data, _ids(ids, len(data)))
+
+    def remove(self, ids: Rows) -> int:
+        """Take vectors out by id; returns how many were there."""
+        faiss = _faiss()
+        wanted = np.ascontiguousarray(ids, dtype=np.int64)
+        if wanted.size == 0:
+            return 0
+        with self._lock:
+            return int(self.index.remove_ids(faiss.IDSelectorArray(wanted)))
 
     def search(
         self, query: Vectors, k: int, mask: Mask | None = None
@@ -166,9 +198,10 @@ class IVFDenseIndex:
             if allowed.size <= self.exact_below:
                 rows, scores = top_k(self.vectors_of(allowed) @ query[0], k)
                 return allowed[rows], scores
-            nprobe = min(self.nlist, math.ceil(self.nprobe * self.size / allowed.size))
+            nprobe = min(self.nlist, math.ceil(self.nprobe * max(self.size, 1) / allowed.size))
             params = faiss.SearchParametersIVF(sel=faiss.IDSelectorBatch(allowed), nprobe=nprobe)
-        scores, rows = self.index.search(query, k, params=params)
+        with self._lock:
+            scores, rows = self.index.search(query, k, params=params)
         keep = rows[0] >= 0
         return rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
 
@@ -176,17 +209,31 @@ class IVFDenseIndex:
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         if rows.size == 0:
             return np.zeros((0, self.index.d), dtype=np.float32)
-        return np.asarray(self.index.reconstruct_batch(rows), dtype=np.float32)
+        with self._lock:
+            return np.asarray(self.index.reconstruct_batch(rows), dtype=np.float32)
 
     def memory_bytes(self) -> int:
         """Vectors and ids in the lists, the direct map, and the centroids."""
-        return int(self.size * (self.index.d * 4 + 8 + 8) + self.nlist * self.index.d * 4)
+        return int(self.size * (self.index.d * 4 + 8 + 16) + self.nlist * self.index.d * 4)
 
     def save(self, path: Path) -> None:
-        _faiss().write_index(self.index, str(path))
+        with self._lock:
+            _faiss().write_index(self.index, str(path))
 
     @classmethod
-    def load(cls, path: Path, nprobe: int) -> IVFDenseIndex:
-        index = _faiss().read_index(str(path))
+    def load(cls, path: Path, nprobe: int, trained: int | None = None) -> IVFDenseIndex:
+        faiss = _faiss()
+        index = faiss.read_index(str(path))
+        if index.direct_map.type != faiss.DirectMap.Hashtable:
+            index.set_direct_map_type(faiss.DirectMap.Hashtable)
         index.nprobe = nprobe
-        return cls(index, nprobe)
+        return cls(index, nprobe, trained=trained)
+
+
+def _ids(ids: Rows | None, n: int) -> Rows:
+    if ids is None:
+        return np.arange(n, dtype=np.int64)
+    given = np.ascontiguousarray(ids, dtype=np.int64)
+    if given.shape != (n,):
+        raise ValueError(f"{n} vectors but ids of shape {given.shape}")
+    return given

@@ -1,14 +1,21 @@
-"""The Store boundary: where chunks, their embeddings and their documents live.
+"""The Store boundary: where chunks, their embeddings and their documents live, and where
+they are searched.
 
-A store is the source of truth. Search indexes (BM25, dense) are derived from it and can be
-rebuilt from it at any time. Rows are addressed by ``key``: an integer unique within a store.
+A store is the source of truth, and search runs where the data lives: :meth:`Store.search_dense`
+and :meth:`Store.search_sparse` return candidate keys with scores, filters pushed down, and the
+:class:`~lamina.retrieval.search.Searcher` only fuses, diversifies and reranks those lists. The
+SQLite store answers from local indexes it owns (derived from its data, rebuildable at any
+time); the PostgreSQL store answers inside the database (pgvector HNSW, full-text search ranked
+by BM25), so a process searching it holds no copy of the corpus. Rows are addressed by
+``key``: an integer unique within a store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lamina.retrieval.documents import Chunk, LoadedDocument
 
-__all__ = ["Filters", "Hit", "IndexStore", "Snapshot", "Store", "StoredChunk"]
+__all__ = ["Candidate", "Filters", "Hit", "IndexStore", "Snapshot", "Store", "StoredChunk"]
 
 Vectors = npt.NDArray[np.float32]
 
@@ -55,6 +62,13 @@ class Snapshot:
     document_texts: list[str]
 
 
+class Candidate(NamedTuple):
+    """A chunk a first-stage search found: its key and its score in that search."""
+
+    key: int
+    score: float
+
+
 class Hit(BaseModel):
     """A search result: the chunk, its final score and the score of each stage that saw it."""
 
@@ -69,7 +83,11 @@ class Hit(BaseModel):
 
 @runtime_checkable
 class Store(Protocol):
-    """Add, delete, get and count chunks; iterate them to build the derived indexes."""
+    """Add, delete, get, count and search chunks.
+
+    Filters (:data:`Filters`) mean the same in every method, and searches apply them where
+    they search, never by dropping results afterwards, so a narrow filter still gets ``k``.
+    """
 
     def add(
         self, collection: str, document: LoadedDocument, chunks: Sequence[Chunk], vectors: Vectors
@@ -104,6 +122,28 @@ class Store(Protocol):
     def matching(self, filters: Filters) -> set[int]:
         """The keys of chunks that match the filters."""
 
+    def search_dense(
+        self, vector: Vectors, k: int, filters: Filters | None = None
+    ) -> list[Candidate]:
+        """The ``k`` chunks (matching ``filters``) whose vectors have the highest inner product
+        with ``vector`` (the cosine, for the unit vectors Lamina's embedders make), best first.
+        May be approximate (an ANN index); fewer than ``k`` only if fewer chunks match."""
+
+    def search_sparse(self, query: str, k: int, filters: Filters | None = None) -> list[Candidate]:
+        """The ``k`` chunks (matching ``filters``) with the best lexical evidence for
+        ``query``, best first; only chunks with some evidence (score above 0)."""
+
+    def vectors(self, keys: Sequence[int]) -> Vectors:
+        """The stored vectors of these chunks, one row each, in the order given."""
+
+    def reading(self) -> AbstractContextManager[None]:
+        """A block in which this thread's reads (searches, ``get``) all see one moment of the
+        store, even while others write: a hybrid search never mixes two versions."""
+
+    def refresh(self) -> None:
+        """Bring search up to date with the data now (local indexes: build or catch up);
+        a no-op where search runs in the database. Searches do this by themselves."""
+
 
 @runtime_checkable
 class IndexStore(Store, Protocol):
@@ -122,5 +162,10 @@ class IndexStore(Store, Protocol):
     def runs(self) -> list[dict[str, Any]]: ...
 
     def document_text(self, collection: str, document_id: str) -> str | None: ...
+
+    def ingest_lock(self, wait_s: float = 0.0) -> AbstractContextManager[None]:
+        """Held for a whole ingest run: a second ingest into the same index waits up to
+        ``wait_s`` seconds for it, then raises :class:`~lamina.retrieval.errors.IndexBusyError`
+        naming the holder. Released when the holder ends, even if it is killed."""
 
     def close(self) -> None: ...

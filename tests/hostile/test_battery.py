@@ -251,10 +251,14 @@ def test_concurrent_ingests_into_one_index(tmp_path: Path) -> None:
         "from lamina.testing import HashEmbedder; "
         "print(Index(sys.argv[1], embedder=HashEmbedder(0.02)).ingest([sys.argv[2]]).added)"
     )
+    # The second writer waits for the first (fail-fast, the default, is tested in
+    # tests/retrieval/test_index.py); either way nothing may be written twice or lost.
+    env = {**os.environ, "LAMINA_RETRIEVAL__INGEST_WAIT_S": "120"}
     workers = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(index_dir), str(corpus)],
             cwd=ROOT,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

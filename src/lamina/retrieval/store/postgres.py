@@ -973,7 +973,7 @@ def _tsvector(words: Sequence[str]) -> bytes:
     words) keeps its most frequent terms (its length still counts every word).
 
     >>> _tsvector(["cat", "sat", "cat"]).hex()
-    '0000000263617400000200010002736174000001000001'
+    '00000002636174000002000100027361740000010001'
     """
     counts = Counter(words)
     entries: list[bytes] = []

@@ -133,7 +133,7 @@ def test_cli_tools_list_and_run() -> None:
     ok = runner.invoke(
         app, ["tools", "run", "calculator", "--args", '{"expression": "2+3*4"}', "--json"]
     )
-    assert json.loads(ok.output) == {"ok": True, "output": "2+3*4 = 14", "error": None}
+    assert json.loads(ok.output) == {"ok": True, "output": "14", "error": None}
     bad = runner.invoke(
         app, ["tools", "run", "calculator", "--args", '{"expression": "__import__(1)"}', "--json"]
     )

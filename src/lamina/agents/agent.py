@@ -53,7 +53,7 @@ FINAL_ANSWER = ToolSpec(
     description="Give the final answer to the user's task.",
     parameters={
         "type": "object",
-        "properties": {"answer": {"type": "string", "minLength": 1, "maxLength": 1000}},
+        "properties": {"answer": {"type": "string", "minLength": 1, "maxLength": 400}},
         "required": ["answer"],
     },
 )
@@ -66,6 +66,13 @@ _DIRECT = ToolExample(
 _PROMPT_BACKENDS = ("local", "local-batched")  # models that learn the call format from the prompt
 _ELIDED = "[observation elided to fit the context window]"
 _LAST_CALL = "Stop calling tools now. Give your final answer from the observations above."
+# Appended to a successful observation when coaching: on the bundled model, after the
+# observation the next call was final_answer with the right number in 7 of 8 probes with
+# this line, 3 of 8 without (docs/agents.md).
+_NUDGE = {
+    "tool": "Now call final_answer with the answer, unless you need another tool.",
+    "text": "Now give the answer, unless you need another tool.",
+}
 
 
 @dataclass
@@ -82,8 +89,9 @@ class AgentConfig:
     answer: Literal["tool", "text"] = "tool"
     #: Check the final answer against the observations and ask for one revision.
     critic: bool = False
-    #: Worked examples in the system prompt; None: for local models only.
-    examples: bool | None = None
+    #: Coach a small model: worked examples in the system prompt and, after each successful
+    #: observation, a reminder that it may answer now. None: for local models only.
+    coach: bool | None = None
     #: One last call that can only answer, after max_steps, repeated_call or tool_errors.
     final_attempt: bool = True
     temperature: float = 0.0
@@ -128,7 +136,7 @@ class Agent:
     ...                        tool_call("final_answer", answer="42")])
     >>> result = Agent(model, [get_tool("calculator")]).run("6 * 7?")
     >>> result.answer, result.stop_reason, result.steps[0].observation
-    ('42', 'final_answer', '6 * 7 = 42')
+    ('42', 'final_answer', '42')
     """
 
     def __init__(
@@ -246,6 +254,8 @@ class Agent:
                         continue
                     return self._answered(answer, usage, state)
                 observation = self._act(call, state, usage)
+                if self._coaching() and state.steps[-1].kind == "tool" and state.steps[-1].ok:
+                    observation = f"{observation}\n{_NUDGE[self.config.answer]}"
                 messages.append(Message.tool(observation, call.id, name=call.name))
                 if state.stop:
                     return self._last_attempt(messages, state)
@@ -472,11 +482,14 @@ class Agent:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _examples(self) -> list[dict[str, str]]:
-        wanted = self.config.examples
+    def _coaching(self) -> bool:
+        wanted = self.config.coach
         if wanted is None:
-            wanted = getattr(self.model, "backend", None) in _PROMPT_BACKENDS
-        if not wanted:
+            return getattr(self.model, "backend", None) in _PROMPT_BACKENDS
+        return wanted
+
+    def _examples(self) -> list[dict[str, str]]:
+        if not self._coaching():
             return []
         shown = []
         for tool in self.tools.values():

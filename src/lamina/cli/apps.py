@@ -43,6 +43,15 @@ def _read_text(value: str) -> str:
     return value
 
 
+def _given(value: str | None, what: str) -> str:
+    """The argument, or ``-`` (stdin) when it was left out and stdin is a pipe."""
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        return "-"
+    raise InvalidRequestError(f"Give {what} as an argument, or pipe it in (- reads stdin).")
+
+
 def _print_json(payload: Any) -> None:
     typer.echo(json.dumps(payload, ensure_ascii=False))
 
@@ -56,7 +65,10 @@ def _model(spec: str | None) -> Any:
 @app.command()
 @edge
 def summarize(
-    source: Annotated[str, typer.Argument(help="A file, a folder, or - for stdin.")],
+    source: Annotated[
+        str | None,
+        typer.Argument(help="A file, a folder, or - for stdin (the default when piped)."),
+    ] = None,
     length: Annotated[str, typer.Option(help="short (3 points), medium (6) or long (10).")] = (
         "medium"
     ),
@@ -68,6 +80,7 @@ def summarize(
     from lamina.apps import summarize as run
     from lamina.apps.inputs import STDIN, load_inputs, text_document
 
+    source = _given(source, "a file or a folder")
     if source == "-":
         documents = [text_document(_read_text("-"), STDIN)]
     else:
@@ -119,7 +132,7 @@ def summarize(
 @edge
 def classify(
     text: Annotated[
-        str | None, typer.Argument(help="The text, or - for stdin (omit with --batch).")
+        str | None, typer.Argument(help="The text, or - for stdin (the default when piped).")
     ] = None,
     labels: Annotated[
         str | None,
@@ -172,9 +185,7 @@ def classify(
         samples=samples,
     )
     if batch is None:
-        if text is None:
-            raise InvalidRequestError("Give the text (or - for stdin), or --batch FILE.jsonl.")
-        result = classifier.classify(_read_text(text))
+        result = classifier.classify(_read_text(_given(text, "the text, or --batch FILE.jsonl")))
         if as_json:
             payload = result.model_dump()
             payload["usage"]["total_tokens"] = result.usage.total_tokens
@@ -239,8 +250,11 @@ def _batch(path: Path) -> list[dict[str, Any]]:
 @app.command()
 @edge
 def extract(
-    text: Annotated[str, typer.Argument(help="The text, a file, or - for stdin.")],
     schema: Annotated[Path, typer.Option(help="A JSON Schema file: the fields to extract.")],
+    text: Annotated[
+        str | None,
+        typer.Argument(help="The text, a file, or - for stdin (the default when piped)."),
+    ] = None,
     instructions: Annotated[str, typer.Option(help="Extra guidance for the model.")] = "",
     model: ModelOpt = None,
     as_json: JsonOpt = False,
@@ -250,7 +264,8 @@ def extract(
     from lamina.apps.extract import load_schema
 
     shape = load_schema(schema)
-    result = run(_read_text(text), shape, model=_model(model), instructions=instructions)
+    source = _read_text(_given(text, "the text or a file"))
+    result = run(source, shape, model=_model(model), instructions=instructions)
     if as_json:
         _print_json(result.model_dump())
     else:
@@ -304,7 +319,10 @@ def _show_draft(result: Any, as_json: bool) -> None:
 @email_app.command("reply")
 @edge
 def email_reply(
-    message: Annotated[str, typer.Argument(help="The email: a file, or - for stdin.")],
+    message: Annotated[
+        str | None,
+        typer.Argument(help="The email: a file, or - for stdin (the default when piped)."),
+    ] = None,
     tone: ToneOpt = "neutral",
     length: LengthOpt = "short",
     say: Annotated[str, typer.Option(help="What the reply should say (your intent).")] = "",
@@ -317,7 +335,7 @@ def email_reply(
     """Draft a reply to an email (headers optional), with facts from your documents."""
     from lamina.apps import reply
 
-    raw = _read_text(message)
+    raw = _read_text(_given(message, "the email (a file)"))
     with _index(index, docs) as opened:
         result = reply(
             raw,
@@ -334,7 +352,9 @@ def email_reply(
 @email_app.command("draft")
 @edge
 def email_draft(
-    brief: Annotated[str, typer.Argument(help="What the email should do, or - for stdin.")],
+    brief: Annotated[
+        str | None, typer.Argument(help="What the email should do, or - for stdin.")
+    ] = None,
     to: Annotated[str, typer.Option(help="Who it is for.")] = "",
     tone: ToneOpt = "neutral",
     length: LengthOpt = "short",
@@ -347,7 +367,7 @@ def email_draft(
     """Write a new email from a short brief, with facts from your documents."""
     from lamina.apps import draft
 
-    text = _read_text(brief)
+    text = _read_text(_given(brief, "the brief"))
     with _index(index, docs) as opened:
         result = draft(
             text,

@@ -123,27 +123,16 @@ def render_messages(messages: Sequence[Message], options: ChatOptions) -> list[M
 
 
 def _describe(tool: ToolSpec) -> dict[str, Any]:
+    """A tool as the prompt lists it. Arguments by name only: the grammar enforces their
+    types, and the bundled 135M model copied a listed type ("string") as its answer."""
     properties = tool.parameters.get("properties", {})
     required = set(tool.parameters.get("required", []))
-    arguments = {
-        name: _type_name(schema) + ("" if name in required else ", optional")
-        for name, schema in properties.items()
-    }
+    arguments = ", ".join(name if name in required else f"{name} (optional)" for name in properties)
     return {
         "name": tool.name,
         "description": " ".join(tool.description.split()),
-        "arguments": json.dumps(arguments),
+        "arguments": arguments or "none",
     }
-
-
-def _type_name(schema: dict[str, Any]) -> str:
-    if "enum" in schema:
-        return " | ".join(json.dumps(v) for v in schema["enum"])
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            return " | ".join(_type_name(s) for s in schema[key])
-    kind = schema.get("type", "any")
-    return " | ".join(kind) if isinstance(kind, list) else str(kind)
 
 
 def _example_call(tool: ToolSpec) -> str:

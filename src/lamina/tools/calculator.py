@@ -5,9 +5,13 @@ evaluated as code, and a node outside the list below is an error naming it. Powe
 are bounded, so ``9**9**9`` is refused instead of eating the CPU.
 
 >>> calculate("1234 * 5678")
-'1234 * 5678 = 7006652'
+'7006652'
 >>> calculate("sqrt(2) ^ 2 / 4")
-'sqrt(2) ^ 2 / 4 = 0.5'
+'0.5'
+
+The result alone is the observation: after ``1234 * 5678 = 7006652`` the bundled 135M model
+often answered with the expression it had just seen ("1234 * 5678"); after ``7006652`` it
+answered with the number in 10 of 10 probes (docs/agents.md).
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ def calculate(expression: Expression) -> str:
         value = _evaluate(tree.body)
     except (ArithmeticError, ValueError) as exc:
         raise ToolError(f"cannot evaluate {expression!r}: {exc}") from None
-    return f"{expression.strip()} = {_format(value)}"
+    return _format(value)
 
 
 def _evaluate(node: ast.AST) -> Any:
@@ -155,7 +159,7 @@ def make(context: object = None) -> FunctionTool:
             ToolExample(
                 request="What is 12 * 7? Use the calculator.",
                 arguments={"expression": "12 * 7"},
-                result="12 * 7 = 84",
+                result="12 * 7 = 84",  # the worked example shows the sum; measured best
                 answer="12 * 7 = 84",
             )
         ],

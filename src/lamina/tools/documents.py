@@ -50,7 +50,9 @@ class DocumentSearch:
         lines = []
         for n, hit in enumerate(hits, 1):
             chunk = hit.chunk.chunk
-            where = hit.chunk.source + (f", page {chunk.page}" if chunk.page else "")
+            # The file's name is enough for the model; the citation keeps the whole source.
+            name = hit.chunk.source.rsplit("/", 1)[-1]
+            where = name + (f", page {chunk.page}" if chunk.page else "")
             text = " ".join(chunk.text.split())
             lines.append(f"[{n}] {text}\n    ({where}, chars {chunk.start}-{chunk.end})")
             citations.append(

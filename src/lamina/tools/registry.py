@@ -1,4 +1,4 @@
-"""One registry of tools, filled from the ``lamina.tools`` entry-point group.
+"""The tool registry: a :class:`~lamina.registry.Registry` over the ``lamina.tools`` group.
 
 The built-in tools are declared in Lamina's own ``pyproject.toml`` under that group, so a
 third-party package adds a tool the same way::
@@ -12,14 +12,13 @@ lives) and returns a :class:`~lamina.tools.base.Tool`; a plain Tool object works
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from lamina.errors import ConfigError
+from lamina.registry import Registry
 from lamina.settings import Settings, get_settings
 from lamina.tools.base import Tool
 
@@ -44,53 +43,27 @@ class ToolContext:
         return self.memory or self.settings.home / "memory"
 
 
-_registered: dict[str, ToolFactory | Tool] = {}
-_loaded = False
-_lock = threading.Lock()
+_TOOLS: Registry[ToolFactory | Tool] = Registry(
+    ENTRY_POINT_GROUP,
+    kind="tool",
+    plural="tools",
+    hint="Run `lamina tools list` to see them with their descriptions.",
+)
 
 
 def register(name: str, factory: ToolFactory | Tool) -> None:
     """Register a tool (or a factory of one) at run time; entry points are the usual way."""
-    with _lock:
-        _registered[name] = factory
+    _TOOLS.register(name, factory)
 
 
 def available() -> list[str]:
-    """Every registered tool name, sorted."""
-    return sorted(_entries())
-
-
-def _entries() -> dict[str, ToolFactory | Tool]:
-    global _loaded
-    with _lock:
-        if not _loaded:
-            for ep in entry_points(group=ENTRY_POINT_GROUP):
-                _registered.setdefault(ep.name, _Lazy(ep.name))
-            _loaded = True
-        return dict(_registered)
-
-
-class _Lazy:
-    """Imports a tool's module only when it is built, so listing tools stays fast."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __call__(self, context: ToolContext) -> Tool:
-        (ep,) = entry_points(group=ENTRY_POINT_GROUP, name=self.name)
-        target = ep.load()
-        return target if isinstance(target, Tool) else target(context)
+    """Every registered tool name, sorted (imports no tool module)."""
+    return _TOOLS.names()
 
 
 def get_tool(name: str, context: ToolContext | None = None) -> Tool:
     """The tool registered as ``name``, built for ``context``."""
-    entries = _entries()
-    if name not in entries:
-        raise ConfigError(
-            f"Unknown tool {name!r}. Known tools: {', '.join(sorted(entries))}. "
-            f"Run `lamina tools list` to see them with their descriptions."
-        )
-    entry = entries[name]
+    entry = _TOOLS.get(name)
     tool = entry if isinstance(entry, Tool) else entry(context or ToolContext())
     if tool.name != name:
         raise ConfigError(f"The tool registered as {name!r} calls itself {tool.name!r}.")

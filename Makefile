@@ -80,8 +80,7 @@ tune-demo: $(STAMP)
 	$(BIN)/lamina tune sft --data samples/tuning/facts.jsonl --eval samples/tuning/facts_eval.jsonl \
 		--out build/tune-demo --epochs 6 --lr 1e-3
 	$(BIN)/lamina generate "What is the national sport of Velmora?" --temperature 0 --max-tokens 40
-	# LAMINA_CACHE=false: the response cache keys local models by file name (model.gguf).
-	LAMINA_CACHE=false $(BIN)/lamina generate -m local:build/tune-demo/model.gguf \
+	$(BIN)/lamina generate -m local:build/tune-demo/model.gguf \
 		"What is the national sport of Velmora?" --temperature 0 --max-tokens 40
 
 # The browser tests (tests/web) drive Debian's chromium; install it when missing and we can.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +88,35 @@ def test_sampled_calls_are_not_cached_but_seeded_ones_are(settings: Settings) ->
     assert model.chat("q", temperature=0.8).text == "b"
     assert model.chat("q", temperature=0.8, seed=1).text == "c"
     assert model.chat("q", temperature=0.8, seed=1).cached
+
+
+def test_two_scripted_models_never_share_cached_answers(settings: Settings) -> None:
+    first = ScriptedModel(["from the first script"], settings=settings)
+    second = ScriptedModel(["from the second script"], settings=settings)
+    assert first.chat("q", temperature=0).text == "from the first script"
+    reply = second.chat("q", temperature=0)
+    assert (reply.text, reply.cached) == ("from the second script", False)
+
+
+def test_local_models_are_cached_by_their_weights_file_not_its_name(
+    tmp_path: Path, settings: Settings
+) -> None:
+    from lamina.models.batched import BatchedLocalModel
+    from lamina.models.local import LocalModel
+
+    a, b = tmp_path / "a" / "model.gguf", tmp_path / "b" / "model.gguf"
+    for path in (a, b):
+        path.parent.mkdir()
+        path.write_bytes(b"GGUF v1")
+    first, second = LocalModel(a, settings=settings), LocalModel(b, settings=settings)
+    assert first.name == second.name  # what users see: both are "local:model"
+    assert first.cache_identity != second.cache_identity
+    assert BatchedLocalModel(a, settings=settings).cache_identity.endswith(
+        first.cache_identity.split("@", 1)[1]
+    )
+    before = first.cache_identity
+    os.utime(a, ns=(0, 10**18))  # an export rewritten in place
+    assert first.cache_identity != before
 
 
 def test_cache_can_be_disabled(tmp_path) -> None:  # type: ignore[no-untyped-def]

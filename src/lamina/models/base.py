@@ -137,6 +137,12 @@ class BaseChatModel(ABC):
         return f"{self.backend}:{self.model}"
 
     @property
+    def cache_identity(self) -> str:
+        """What besides the request decides a deterministic answer, as the response cache keys
+        it: the model's name for an API model; a local backend adds its weights file."""
+        return self.name
+
+    @property
     def cache(self) -> ResponseCache | None:
         """The response cache, opened on first use; None when disabled in settings."""
         if not self.settings.cache:
@@ -184,7 +190,7 @@ class BaseChatModel(ABC):
     def _key(self, messages: list[Message], options: ChatOptions) -> str | None:
         if self.cache is None or not options.deterministic:
             return None
-        return cache_key(self.name, messages, options)
+        return cache_key(self.cache_identity, messages, options)
 
     def _estimate_tokens(self, messages: list[Message], options: ChatOptions) -> int:
         chars = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)

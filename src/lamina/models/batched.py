@@ -48,7 +48,14 @@ from lamina.errors import (
     TransientError,
 )
 from lamina.models.base import BaseChatModel, Prompt
-from lamina.models.local import GgufPrompter, StopScanner, bundled_model_path, collect, json_grammar
+from lamina.models.local import (
+    GgufPrompter,
+    StopScanner,
+    bundled_model_path,
+    collect,
+    json_grammar,
+    weights_identity,
+)
 from lamina.models.native import ensure_runtime
 from lamina.models.toolcalls import OutputScanner, call_id, render_messages, tool_grammar
 from lamina.settings import Settings
@@ -127,6 +134,10 @@ class BatchedLocalModel(BaseChatModel):
         if self._path is None:
             self._path = self.settings.local.model_path or bundled_model_path()
         return self._path
+
+    @property
+    def cache_identity(self) -> str:
+        return f"{self.name}@{weights_identity(self.path)}"
 
     # -- loading --------------------------------------------------------------------------------
 

@@ -67,6 +67,24 @@ def bundled_model_path() -> Path:
     )
 
 
+def weights_identity(path: Path) -> str:
+    """A GGUF file as the response cache tells it apart: two exports named ``model.gguf`` in
+    different folders, or one file rewritten in place, never share cached answers.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     a, b = Path(d, "a", "model.gguf"), Path(d, "b", "model.gguf")
+    ...     for p in (a, b): p.parent.mkdir(); _ = p.write_bytes(b"GGUF")
+    ...     weights_identity(a) != weights_identity(b)
+    True
+    """
+    try:
+        stat = path.stat()
+    except OSError:
+        return str(path)  # loading will name the problem
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
 class LocalModel(BaseChatModel):
     """A GGUF model run in-process by llama-cpp-python. Loaded on first use."""
 
@@ -99,6 +117,10 @@ class LocalModel(BaseChatModel):
         if self._path is None:
             self._path = self.settings.local.model_path or bundled_model_path()
         return self._path
+
+    @property
+    def cache_identity(self) -> str:
+        return f"{self.name}@{weights_identity(self.path)}"
 
     # -- loading --------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ Tokens are whitespace-separated words, plus one per message for its role marker.
 from __future__ import annotations
 
 import json
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Self
@@ -76,6 +77,7 @@ class ScriptedModel(BaseChatModel):
         self.options: list[ChatOptions] = []
         self._window = context_window
         self._calls = 0
+        self._instance = uuid.uuid4().hex
 
     @classmethod
     def from_spec(cls, name: str | None, settings: Settings) -> Self:
@@ -90,6 +92,11 @@ class ScriptedModel(BaseChatModel):
 
     def enqueue(self, *replies: Reply) -> None:
         self.replies.extend(replies)
+
+    @property
+    def cache_identity(self) -> str:
+        # Two scripts answer the same request differently: only this instance's own calls hit.
+        return f"{self.name}#{self._instance}"
 
     @property
     def context_window(self) -> int:

@@ -33,6 +33,7 @@ __all__ = [
     "SandboxSettings",
     "ServerSettings",
     "Settings",
+    "TelemetrySettings",
     "ToolSettings",
     "config_file",
     "get_settings",
@@ -84,6 +85,13 @@ class LocalSettings(BaseModel):
     )
     queue_size: int = Field(
         32, ge=0, description="local-batched: requests waiting for a slot; more are refused."
+    )
+    batched_format: str | None = Field(
+        None,
+        description="local-batched: serve the model converted to this llama.cpp quantization "
+        "(q8_0, q4_0, iq4_nl, ...), converted once on first use and kept under "
+        "$LAMINA_HOME/models; empty serves the file as it is. Faster batched decode, slightly "
+        "different answers: docs/benchmarks.md measures each format.",
     )
 
 
@@ -323,6 +331,29 @@ class AgentSettings(BaseModel):
     max_tool_errors: int = Field(3, ge=1, description="Failed tool calls before it stops.")
 
 
+class TelemetrySettings(BaseModel):
+    """What traces record and where experiment runs are logged (docs/observability.md).
+    Where spans go is ``server.otlp_endpoint`` / ``server.local_traces``, for every run."""
+
+    capture_content: bool = Field(
+        False,
+        description="Record prompts, completions, retrieved text and tool arguments in spans "
+        "(OpenInference input.value, llm.input_messages, retrieval.documents.N.document."
+        "content, tool.parameters). Off: spans keep kinds, models, token counts, costs, "
+        "document ids and scores, tool names. Secrets are redacted either way.",
+    )
+    wandb: bool = Field(
+        False, description="Log tuning and eval runs to Weights & Biases (the wandb extra)."
+    )
+    wandb_mode: Literal["offline", "online", "disabled"] | None = Field(
+        None,
+        description="wandb's mode; empty: $WANDB_MODE, else offline (files only, `wandb sync` "
+        "uploads them later). Only 'online' talks to a W&B server.",
+    )
+    wandb_dir: Path | None = Field(None, description="Run directories; empty: home/wandb.")
+    wandb_project: str = Field("lamina", description="The W&B project runs belong to.")
+
+
 class Settings(BaseSettings):
     """Every knob Lamina reads. See the module docstring for where values come from."""
 
@@ -341,6 +372,7 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     tools: ToolSettings = Field(default_factory=ToolSettings)
     agents: AgentSettings = Field(default_factory=AgentSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for API backends.")
     max_retries: int = Field(4, ge=0, description="Retries of transient failures.")

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from lamina import ContextOverflowError, Message
-from lamina.errors import OverloadedError, ProviderError, TransientError
+from lamina.errors import ConfigError, OverloadedError, ProviderError, TransientError
 from lamina.models.batched import BatchedLocalModel
 from lamina.models.local import LocalModel
 from lamina.settings import LocalSettings, Settings
@@ -214,3 +214,27 @@ def test_context_window_is_the_slots_share(tmp_path: Path) -> None:
                     max_tokens=4)  # fmt: skip
     assert ok.truncated_messages == 1
     model.close()
+
+
+def test_batched_format_serves_a_cached_conversion(tmp_path: Path) -> None:
+    from lamina.models.local import bundled_model_path
+
+    settings = Settings(
+        home=tmp_path, cache=False, local=LocalSettings(n_ctx=1024, batched_format="q8_0")
+    )
+    model = BatchedLocalModel(slots=2, settings=settings)
+    try:
+        served = model.path
+        assert served.parent == tmp_path / "models" and served.name.endswith("-q8_0.gguf")
+        assert served.stat().st_size > bundled_model_path().stat().st_size  # 8 bits > 4 bits
+        reply = model.chat("What is the capital of France?", temperature=0, max_tokens=8)
+        assert reply.text and reply.finish_reason in ("stop", "length")
+    finally:
+        model.close()
+    again = BatchedLocalModel(slots=2, settings=settings)
+    assert again.path == served  # converted once, then found
+    wrong = BatchedLocalModel(
+        settings=Settings(home=tmp_path, local=LocalSettings(batched_format="q3_z"))
+    )
+    with pytest.raises(ConfigError, match=r"local\.batched_format is 'q3_z'.*q8_0"):
+        _ = wrong.path

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from lamina.errors import (
+    ConfigError,
     IncompleteOutputError,
     InvalidRequestError,
     ModelNotFoundError,
@@ -57,6 +58,7 @@ from lamina.models.local import (
     weights_identity,
 )
 from lamina.models.native import ensure_runtime
+from lamina.models.quantize import QUANT_TYPES, cached_requantized
 from lamina.models.toolcalls import OutputScanner, call_id, render_messages, tool_grammar
 from lamina.settings import Settings
 from lamina.types import ChatOptions, Completion, Delta, FinishReason, Message, Usage
@@ -103,6 +105,7 @@ class BatchedLocalModel(BaseChatModel):
                 f"slot_ctx at least 16 and queue_size at least 0."
             )
         self._path = path
+        self._served: Path | None = None
         self.slots = slots
         self.queue_size = queue_size
         self.prefill_chunk = prefill_chunk
@@ -131,9 +134,21 @@ class BatchedLocalModel(BaseChatModel):
 
     @property
     def path(self) -> Path:
-        if self._path is None:
-            self._path = self.settings.local.model_path or bundled_model_path()
-        return self._path
+        """The file served: the model, or its conversion to ``local.batched_format``."""
+        if self._path is None or self._served is None:
+            source = self._path or self.settings.local.model_path or bundled_model_path()
+            self._path = source
+            quant = self.settings.local.batched_format
+            if quant and quant.lower() not in QUANT_TYPES:
+                raise ConfigError(
+                    f"local.batched_format is {quant!r}, not a quantization llama.cpp makes. "
+                    f"Use one of: {', '.join(QUANT_TYPES)}, or leave it empty to serve the file "
+                    f"as it is (LAMINA_LOCAL__BATCHED_FORMAT)."
+                )
+            self._served = (
+                cached_requantized(source, quant, self.settings.home) if quant else source
+            )
+        return self._served
 
     @property
     def cache_identity(self) -> str:

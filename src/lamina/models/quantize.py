@@ -1,8 +1,8 @@
 """Re-quantize a GGUF model with llama.cpp's own quantizer, once, cached by content.
 
-Used to turn the bundled Q4_1 file into a format ggml repacks for its batched CPU kernels
-(see ``BATCHED_FORMAT`` in ``lamina.models.batched`` and docs/benchmarks.md for why), and by
-anything else that needs a model in another quantization. The result lands under
+Used to serve the bundled Q4_1 file in a format ggml repacks for its batched CPU kernels
+(the ``local.batched_format`` setting; docs/benchmarks.md says what each format costs in
+quality), by ``lamina tune``'s export, and by anything else that needs another quantization. The result lands under
 ``$LAMINA_HOME/models`` with the source's SHA-256 and the target type in its name, written to
 a temporary file and renamed, so a crash never leaves a half-written model behind.
 

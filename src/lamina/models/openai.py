@@ -12,12 +12,11 @@ that wire format (``lamina serve`` speaks the same format to its clients).
 
 from __future__ import annotations
 
-import os
 from typing import Any, Self
 from urllib.parse import urlparse
 
 from lamina.errors import ConfigError
-from lamina.models.http import HTTPChatModel, StreamState
+from lamina.models.http import HTTPChatModel, StreamState, auth_headers
 from lamina.models.pricing import PRICES
 from lamina.settings import Settings, get_settings
 from lamina.types import (
@@ -73,20 +72,6 @@ def split_spec(name: str | None, example: str, kind: str) -> tuple[str, str | No
         )
     model, _, url = name.partition("@")
     return model, url or None
-
-
-def auth_headers(base_url: str, api_key: str | None, settings: Settings) -> dict[str, str]:
-    """The Authorization header for an OpenAI-compatible server, with the key given or read
-    from the ``openai.api_key_env`` variable. Required by api.openai.com, optional elsewhere.
-    """
-    api_key = api_key or os.environ.get(settings.openai.api_key_env)
-    if not api_key and is_official(base_url):
-        raise ConfigError(
-            f"No API key for {base_url}. Set the {settings.openai.api_key_env} environment "
-            f"variable, or name your own server: openai:MODEL@http://host:port/v1 "
-            f"(or set openai.base_url, LAMINA_OPENAI__BASE_URL)."
-        )
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 class OpenAIModel(HTTPChatModel):

@@ -164,6 +164,10 @@ def _write(
         subject, body = str(data["subject"]).strip(), str(data["body"]).strip()
     except (ValueError, KeyError, TypeError):
         subject, body = "", completion.text.strip()  # an API model ignoring the schema
+    signature = str(variables.get("signature", "")).strip()
+    if signature and not body.endswith(signature):
+        # Small models often forget to sign; the name is the user's, so it is added as given.
+        body = f"{body}\n\n{signature}"
     cited = {int(n) for n in re.findall(r"\[(\d{1,2})\]", body)}
     return EmailDraft(
         subject=subject,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -146,7 +147,7 @@ def summarize(
                 )
                 tokens = per_section * (MAX_POINT_CHARS // 3) + 16
                 reply = ask(prompt, _points_schema(per_section), map_prompt.settings, tokens)
-                new = [_Point(p.strip(), [i]) for p in _strings(reply) if p.strip()]
+                new = [_Point(_clean(p, title), [i]) for p in _strings(reply) if _clean(p)]
                 span.set_attribute("lamina.points", json.dumps([p.text for p in new]))
                 points.extend(new)
             if progress is not None:
@@ -253,8 +254,27 @@ def _reduce(
             origins = [o for n in dict.fromkeys(chosen) for o in batch[n - 1].origins]
             if not origins:  # a model-caused gap: link to the whole batch's sections
                 origins = [o for p in batch for o in p.origins]
-            combined.append(_Point(str(entry["text"]).strip(), list(dict.fromkeys(origins))))
+            text = _clean(str(entry["text"])) or str(entry["text"]).strip()
+            combined.append(_Point(text, list(dict.fromkeys(origins))))
     return combined if combined else points
+
+
+_MARKER = re.compile(r"^(?:[-*\u2022]|\d{1,2}[.)])\s+")
+
+
+def _clean(text: str, title: str = "") -> str:
+    """A point without the list marker or the section title a small model copies in front
+    (the summary numbers and links its points itself).
+
+    >>> _clean("2. RAG > Chunking > Chunks overlap by a sentence.", "rag.md > RAG > Chunking")
+    'Chunks overlap by a sentence.'
+    """
+    text = _MARKER.sub("", text.strip())
+    parts = text.split(" > ")
+    known = {part.strip() for part in title.split(" > ")}
+    while len(parts) > 1 and parts[0].strip() in known:
+        parts.pop(0)
+    return _MARKER.sub("", " > ".join(parts).strip())
 
 
 def _dedupe(points: list[_Point]) -> list[_Point]:

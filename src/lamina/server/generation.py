@@ -20,7 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from lamina.errors import InvalidRequestError, LaminaError
-from lamina.models.base import ChatModel
+from lamina.models.base import ChatModel, join_tool_calls
 from lamina.server.errors import RequestTimeout
 from lamina.server.pool import Served
 from lamina.types import (
@@ -30,6 +30,7 @@ from lamina.types import (
     FinishReason,
     Message,
     TokenLogprob,
+    ToolCallDelta,
     Usage,
 )
 
@@ -129,7 +130,7 @@ class Generation:
         except TimeoutError:
             raise RequestTimeout(self.timeout_s, stage) from None
         if delta is not None:
-            self._completion_tokens += 1 if delta.text else 0
+            self._completion_tokens += 1 if delta.text or delta.tool_calls else 0
             if delta.finish_reason is not None:
                 self.finish_reason = delta.finish_reason
             if delta.usage is not None:
@@ -152,12 +153,15 @@ class Generation:
         """The whole completion (for non-streaming answers)."""
         parts: list[str] = []
         logprobs: list[TokenLogprob] = []
+        pieces: list[ToolCallDelta] = []
         async for delta in self.deltas():
             parts.append(delta.text)
+            pieces.extend(delta.tool_calls)
             if delta.logprob is not None:
                 logprobs.append(delta.logprob)
         return Completion(
             text="".join(parts),
+            tool_calls=join_tool_calls(pieces),
             finish_reason=self.finish_reason or "stop",
             usage=self.usage or Usage(),
             model=self.served.model.name,

@@ -1,7 +1,13 @@
 """The OpenAI wire format: request bodies in, response bodies and stream chunks out.
 
 Requests accept (and ignore) fields Lamina has no use for, so the official SDK works unchanged;
-fields it cannot honour (``n`` > 1, tools, echo) are refused with a 400 that says so. Every
+fields it cannot honour (``n`` > 1, echo, the legacy ``functions``) are refused with a 400 that
+says so. Tool calling follows OpenAI's wire format: ``tools`` (function tools whose
+``parameters`` must be a valid JSON Schema object, within :data:`MAX_TOOLS` tools and
+:data:`MAX_SCHEMA_BYTES` per schema), ``tool_choice``, ``parallel_tool_calls``, assistant turns
+with ``tool_calls`` and ``tool`` turns answering them by ``tool_call_id``; replies carry
+``message.tool_calls`` (streamed as ``delta.tool_calls`` pieces) and ``finish_reason:
+"tool_calls"``. Every
 string in a request must be valid Unicode: JSON can spell a lone surrogate (``"\\ud800"``),
 which no tokenizer or encoder accepts, so it is a 400 naming where it is. Numbers must be
 finite (``NaN`` is valid Python JSON, not a temperature).
@@ -9,16 +15,29 @@ finite (``NaN`` is valid Python JSON, not a temperature).
 
 from __future__ import annotations
 
+import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from lamina.errors import InvalidRequestError
-from lamina.types import ChatOptions, Completion, Delta, FinishReason, Message, TokenLogprob
+from lamina.types import (
+    ChatOptions,
+    Completion,
+    Delta,
+    FinishReason,
+    Message,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+)
 
 __all__ = [
     "ChatRequest",
@@ -46,6 +65,17 @@ def _invalid_request(what: str) -> Iterator[None]:
 
 #: The largest token count a request may name: what a C int holds in the engines below.
 MAX_TOKENS = 2**31 - 1
+#: Tools one request may offer (OpenAI's own limit).
+MAX_TOOLS = 128
+#: The largest ``parameters`` schema of one tool, as compact JSON.
+MAX_SCHEMA_BYTES = 32 * 1024
+#: How deeply a ``parameters`` schema may nest (objects and arrays): the grammar builder recurses.
+MAX_SCHEMA_DEPTH = 24
+#: The longest tool description.
+MAX_DESCRIPTION = 4096
+#: The largest lower bound (minItems, minLength, minProperties) a tool's schema may set: no
+#: reply that long fits a context window, and the grammar built from it grows with the bound.
+MAX_MIN_BOUND = 10_000
 
 
 def lone_surrogate(value: Any, where: str = "body") -> str | None:
@@ -95,12 +125,30 @@ class ContentPart(BaseModel):
     text: str | None = None
 
 
+class FunctionCallIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(max_length=64)
+    arguments: str = "{}"
+
+
+class ToolCallIn(BaseModel):
+    """A call an earlier assistant turn made, as the client sends the conversation back."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1, max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+
 class ChatMessageIn(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCallIn] | None = Field(None, max_length=MAX_TOOLS)
+    tool_call_id: str | None = Field(None, max_length=256)
+    name: str | None = Field(None, max_length=256)
 
-    def to_message(self) -> Message:
+    def to_message(self, index: int = 0) -> Message:
         if isinstance(self.content, list):
             if any(p.type != "text" for p in self.content):
                 raise InvalidRequestError(
@@ -111,8 +159,176 @@ class ChatMessageIn(BaseModel):
         else:
             text = self.content or ""
         role = {"developer": "system", "function": "tool"}.get(self.role, self.role)
-        with _invalid_request("message"):
-            return Message(role=role, content=text)
+        where = f"messages[{index}]"
+        if self.tool_calls and role != "assistant":
+            raise InvalidRequestError(
+                f"{where} is a {self.role!r} message with 'tool_calls': only assistant "
+                f"messages carry tool calls."
+            )
+        # A legacy 'function' message names the function instead of a call id.
+        call_id = self.tool_call_id or (self.name if self.role == "function" else None)
+        if role == "tool" and not call_id:
+            raise InvalidRequestError(
+                f"{where} is a tool message without 'tool_call_id': give the id of the "
+                f"assistant tool call it answers."
+            )
+        calls = [
+            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+            for c in self.tool_calls or []
+        ]
+        with _invalid_request(where):
+            return Message(
+                role=role,
+                content=text,
+                tool_calls=calls,
+                tool_call_id=call_id if role == "tool" else None,
+                name=self.name if role == "tool" else None,
+            )
+
+
+class FunctionIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolIn(BaseModel):
+    """One entry of ``tools``: ``{"type": "function", "function": {...}}``."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    function: FunctionIn | None = None
+
+    def to_spec(self, index: int) -> ToolSpec:
+        where = f"tools[{index}]"
+        if self.type != "function" or self.function is None:
+            raise InvalidRequestError(
+                f"{where} has type {self.type[:40]!r}; only function tools are supported: "
+                f'{{"type": "function", "function": {{"name": ..., "parameters": {{...}}}}}}.'
+            )
+        function = self.function
+        if not _TOOL_NAME.fullmatch(function.name):
+            raise InvalidRequestError(
+                f"{where}.function.name {function.name[:80]!r} is not a valid tool name: use "
+                f"1 to 64 letters, digits, underscores or dashes."
+            )
+        description = function.description or ""
+        if len(description) > MAX_DESCRIPTION:
+            raise InvalidRequestError(
+                f"{where}.function.description is {len(description)} characters long; the "
+                f"limit is {MAX_DESCRIPTION}."
+            )
+        parameters = function.parameters
+        if parameters is None:
+            parameters = {"type": "object", "properties": {}}
+        check_parameters(parameters, f"{where}.function.parameters")
+        return ToolSpec(name=function.name, description=description, parameters=parameters)
+
+
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _depth(value: Any) -> int:
+    """How deeply JSON containers nest, without recursion (a hostile schema may be deep).
+
+    >>> _depth({"a": [{"b": 1}]}), _depth(3)
+    (3, 0)
+    """
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def check_parameters(schema: dict[str, Any], where: str) -> None:
+    """Refuse a tool's ``parameters`` that is not a usable JSON Schema object: too large, too
+    deep, not a valid schema, or not describing an object. Raises InvalidRequestError.
+
+    >>> check_parameters({"type": "object", "properties": {"x": {"type": "integer"}}}, "p")
+    >>> check_parameters({"type": "string"}, "p")
+    Traceback (most recent call last):
+    ...
+    lamina.errors.InvalidRequestError: p must describe an object (type 'object'); got type 'string'.
+    """
+    size = len(json.dumps(schema, separators=(",", ":")))
+    if size > MAX_SCHEMA_BYTES:
+        raise InvalidRequestError(
+            f"{where} is {size} bytes of JSON; the limit is {MAX_SCHEMA_BYTES}. Describe the "
+            f"arguments with a smaller schema."
+        )
+    depth = _depth(schema)
+    if depth > MAX_SCHEMA_DEPTH:
+        raise InvalidRequestError(
+            f"{where} nests {depth} levels deep; the limit is {MAX_SCHEMA_DEPTH}."
+        )
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as error:
+        path = "".join(f"[{p!r}]" for p in error.path)
+        raise InvalidRequestError(
+            f"{where}{path} is not a valid JSON Schema: {error.message[:200]}. Give the "
+            f"arguments as a JSON Schema object, e.g. "
+            f'{{"type": "object", "properties": {{"city": {{"type": "string"}}}}}}.'
+        ) from None
+    kind = schema.get("type", "object")
+    if kind != "object":
+        raise InvalidRequestError(
+            f"{where} must describe an object (type 'object'); got type {kind!r}."
+        )
+    for key in ("minItems", "minLength", "minProperties"):
+        bound = _largest(schema, key)
+        if bound > MAX_MIN_BOUND:
+            raise InvalidRequestError(
+                f"{where} asks for {key}={bound}; the limit is {MAX_MIN_BOUND} (no reply that "
+                f"long fits a context window)."
+            )
+    for key in ("$ref", "$dynamicRef"):
+        ref = _find_key(schema, key)
+        if ref is not None and not ref.startswith("#"):
+            raise InvalidRequestError(
+                f"{where} refers to {ref[:100]!r}: only local references ('#/...') are "
+                f"allowed; nothing is fetched."
+            )
+
+
+def _largest(value: Any, key: str) -> int:
+    """The largest integer value of ``key`` anywhere in a JSON value (0 when none).
+
+    >>> _largest({"a": {"minItems": 3}, "b": [{"minItems": 7}]}, "minItems")
+    7
+    """
+    largest, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            found = item.get(key)
+            if isinstance(found, int | float) and not isinstance(found, bool):
+                largest = max(largest, int(found))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return largest
+
+
+def _find_key(value: Any, key: str) -> str | None:
+    """The first string value of ``key`` anywhere in a JSON value whose value is not local."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            found = item.get(key)
+            if isinstance(found, str) and not found.startswith("#"):
+                return found
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 class StreamOptions(BaseModel):
@@ -160,22 +376,95 @@ class ChatRequest(_Sampling):
     response_format: dict[str, Any] | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    tools: list[Any] | None = None
+    tools: list[ToolIn] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: StrictBool | None = None
 
     def to_messages(self) -> list[Message]:
         if not self.messages:
             raise InvalidRequestError("'messages' is empty: send at least one message.")
-        return [m.to_message() for m in self.messages]
+        messages = [m.to_message(i) for i, m in enumerate(self.messages)]
+        called: set[str] = set()
+        for i, message in enumerate(messages):
+            called.update(c.id for c in message.tool_calls)
+            if message.role == "tool" and message.tool_call_id not in called:
+                raise InvalidRequestError(
+                    f"messages[{i}] answers tool_call_id {str(message.tool_call_id)[:80]!r}, "
+                    f"which no earlier assistant message called: a tool message must follow "
+                    f"the assistant message whose 'tool_calls' hold that id."
+                )
+        return messages
 
     def to_options(self) -> ChatOptions:
-        if self.tools:
-            raise InvalidRequestError("Tool calls are not supported by this server yet.")
+        for legacy in ("functions", "function_call"):
+            if (self.model_extra or {}).get(legacy) is not None:
+                raise InvalidRequestError(
+                    f"'{legacy}' is the deprecated form of tool calling and is not supported; "
+                    f"send 'tools' and 'tool_choice' instead."
+                )
         extra: dict[str, Any] = {"json_schema": json_schema(self.response_format)}
+        extra.update(self._tool_options())
         if self.max_completion_tokens is not None and self.max_tokens is None:
             extra["max_tokens"] = self.max_completion_tokens
         if self.logprobs:
             extra["logprobs"] = self.top_logprobs or 0
         return self._options(**extra)
+
+    def _tool_options(self) -> dict[str, Any]:
+        tools = self.tools or []
+        if len(tools) > MAX_TOOLS:
+            raise InvalidRequestError(
+                f"'tools' lists {len(tools)} tools; the limit is {MAX_TOOLS}. Offer fewer."
+            )
+        specs = [tool.to_spec(i) for i, tool in enumerate(tools)]
+        names = [s.name for s in specs]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise InvalidRequestError(
+                f"'tools' names {', '.join(map(repr, twice))} more than once: tool names must "
+                f"be unique."
+            )
+        values: dict[str, Any] = {"tools": specs}
+        if self.tool_choice is not None:
+            values["tool_choice"] = tool_choice(self.tool_choice, names)
+        if self.parallel_tool_calls is not None:
+            values["parallel_tool_calls"] = self.parallel_tool_calls
+        return values
+
+
+def tool_choice(value: str | dict[str, Any], names: list[str]) -> str | dict[str, str]:
+    """A request's ``tool_choice`` checked against its tools: ``auto``, ``none``, ``required``
+    or ``{"name": TOOL}``.
+
+    >>> tool_choice({"type": "function", "function": {"name": "calc"}}, ["calc"])
+    {'name': 'calc'}
+    >>> tool_choice("sometimes", ["calc"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lamina.errors.InvalidRequestError: tool_choice 'sometimes' is not one of 'none', 'auto', ...
+    """
+    if isinstance(value, str):
+        if value not in ("none", "auto", "required"):
+            raise InvalidRequestError(
+                f"tool_choice {value[:40]!r} is not one of 'none', 'auto', 'required' or "
+                f'{{"type": "function", "function": {{"name": TOOL}}}}.'
+            )
+        if value == "required" and not names:
+            raise InvalidRequestError("tool_choice 'required' needs at least one tool in 'tools'.")
+        return value
+    function = value.get("function")
+    name = function.get("name") if isinstance(function, dict) else None
+    if value.get("type") != "function" or not isinstance(name, str):
+        raise InvalidRequestError(
+            f"A named tool_choice is "
+            f'{{"type": "function", "function": {{"name": TOOL}}}}; got {json.dumps(value)[:120]}.'
+        )
+    if name not in names:
+        raise InvalidRequestError(
+            f"tool_choice names the tool {name[:80]!r}, which is not among the tools offered "
+            f"({', '.join(names) or 'none'}). Add it to 'tools' or name one of those."
+        )
+    return {"name": name}
 
 
 class CompletionRequest(_Sampling):
@@ -275,6 +564,40 @@ def usage_body(completion: Completion | Delta) -> dict[str, int]:
     }
 
 
+def _call_out(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def _piece_out(piece: ToolCallDelta) -> dict[str, Any]:
+    """A streamed piece as OpenAI sends it: the first of a call has id, type and name."""
+    if piece.id is None and piece.name is None:
+        return {"index": piece.index, "function": {"arguments": piece.arguments}}
+    return {
+        "index": piece.index,
+        "id": piece.id,
+        "type": "function",
+        "function": {"name": piece.name or "", "arguments": piece.arguments},
+    }
+
+
+def chat_message(result: Completion) -> dict[str, Any]:
+    """The assistant message of a reply: a call's ``content`` is null unless it said something.
+
+    >>> chat_message(Completion(text="", finish_reason="tool_calls", usage={}, model="m",
+    ...     tool_calls=[ToolCall(id="c1", name="calc", arguments="{}")]))["tool_calls"][0]
+    {'id': 'c1', 'type': 'function', 'function': {'name': 'calc', 'arguments': '{}'}}
+    """
+    message: dict[str, Any] = {"role": "assistant", "content": result.text}
+    if result.tool_calls:
+        message["content"] = result.text or None
+        message["tool_calls"] = [_call_out(c) for c in result.tool_calls]
+    return message
+
+
 def chat_response(rid: str, model: str, result: Completion) -> dict[str, Any]:
     logprobs = (
         {"content": [_token_logprob(lp) for lp in result.logprobs]}
@@ -289,7 +612,7 @@ def chat_response(rid: str, model: str, result: Completion) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": result.text},
+                "message": chat_message(result),
                 "finish_reason": _finish(result.finish_reason),
                 "logprobs": logprobs,
             }
@@ -316,8 +639,12 @@ def chat_chunk(
     }
     if delta is not None or role:
         content: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
-        if delta is not None and (delta.text or not role):
+        if delta is not None and (delta.text or not role) and not delta.tool_calls:
             content["content"] = delta.text
+        if delta is not None and delta.tool_calls:
+            if delta.text:
+                content["content"] = delta.text
+            content["tool_calls"] = [_piece_out(p) for p in delta.tool_calls]
         choice: dict[str, Any] = {
             "index": 0,
             "delta": content,

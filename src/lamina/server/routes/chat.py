@@ -59,7 +59,7 @@ async def _events(
             yield event(opening)
         try:
             async for delta in generation.deltas():
-                if delta.text or delta.finish_reason or delta.logprob:
+                if delta.text or delta.tool_calls or delta.finish_reason or delta.logprob:
                     yield event(chunk(delta, None))
         except LaminaError as exc:  # after the first token only the stream can say it
             code = getattr(exc, "code", None) or type(exc).__name__

@@ -256,7 +256,14 @@ def test_every_step_is_a_span_and_traces_show_prints_the_tree(tmp_path: Path) ->
     assert result.trace_id
     spans = read_spans(settings.traces_dir, trace_id=result.trace_id)
     tree = [(depth, s["name"]) for depth, s in span_tree(spans)]
-    assert tree == [(0, "agent.run"), (1, "agent.model"), (1, "agent.tool"), (1, "agent.model")]
+    assert tree == [
+        (0, "agent.run"),
+        (1, "agent.model"),
+        (2, "llm.chat"),  # the model layer's own span
+        (1, "agent.tool"),
+        (1, "agent.model"),
+        (2, "llm.chat"),
+    ]
     tool_span = next(s for s in spans if s["name"] == "agent.tool")
     assert tool_span["attributes"]["lamina.arguments"] == '{"expression": "2 + 2"}'
     assert tool_span["attributes"]["lamina.observation"] == "4"
@@ -268,7 +275,7 @@ def test_every_step_is_a_span_and_traces_show_prints_the_tree(tmp_path: Path) ->
     assert shown.exit_code == 0, shown.output
     lines = shown.output.splitlines()
     assert lines[0].startswith("agent.run ") and "stop_reason=final_answer" in lines[0]
-    assert lines[2].startswith("  agent.tool ") and "observation=4" in lines[2]
+    assert lines[3].startswith("  agent.tool ") and "observation=4" in lines[3]
     missing = CliRunner().invoke(
         app, ["traces", "show", "0" * 32], env={"LAMINA_HOME": str(settings.home)}
     )

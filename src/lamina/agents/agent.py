@@ -42,6 +42,7 @@ from lamina.errors import ConfigError, IncompleteOutputError
 from lamina.models.base import ChatModel
 from lamina.models.toolcalls import render_call
 from lamina.settings import AgentSettings, Settings, get_settings
+from lamina.telemetry import spans
 from lamina.tools.base import Tool, ToolExample, run_tool
 from lamina.tools.memory import LongTermMemory
 from lamina.types import ChatOptions, Completion, Message, ToolCall, ToolSpec, Usage
@@ -175,6 +176,7 @@ class Agent:
         with self.tracer.span(
             "agent.run", agent=self.name, task=task, model=self.model.name, session=session
         ) as root:
+            root.set_attributes(spans.openinference("AGENT", settings=self.settings, input=task))
             trace_id = self.tracer.trace_id(root)
             messages = self._start(task, session, state)
             answer = self._loop(messages, state)
@@ -189,6 +191,7 @@ class Agent:
                     "lamina.steps": len(state.steps),
                     "lamina.prompt_tokens": state.usage.prompt_tokens,
                     "lamina.completion_tokens": state.usage.completion_tokens,
+                    **spans.openinference("AGENT", settings=self.settings, output=answer),
                 }
             )
         self.tracer.flush()
@@ -290,6 +293,7 @@ class Agent:
         )
         self._fit(messages, options)
         with self.tracer.span("agent.model", model=self.model.name, step=state.calls + 1) as span:
+            span.set_attributes(spans.openinference("CHAIN", settings=self.settings))
             state.calls += 1
             try:
                 completion = self.model.chat(messages, options)
@@ -376,6 +380,10 @@ class Agent:
             duration = 0.0
         else:
             with self.tracer.span("agent.tool", tool=call.name, arguments=call.arguments) as span:
+                capture = self.settings.telemetry.capture_content
+                span.set_attributes(
+                    spans.tool_attributes(call.name, call.arguments, capture=capture)
+                )
                 result = run_tool(
                     tool,
                     call.arguments,
@@ -384,6 +392,9 @@ class Agent:
                 )
                 span.set_attributes(
                     {"lamina.ok": result.ok, "lamina.observation": result.observation[:2000]}
+                )
+                span.set_attributes(
+                    spans.openinference("TOOL", settings=self.settings, output=result.observation)
                 )
             observation, ok, data, duration = (
                 result.observation,

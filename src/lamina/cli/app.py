@@ -6,8 +6,10 @@ imports them all, so the import graph has no cycle.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from functools import wraps
 from typing import Annotated, Any, TypeVar
 
@@ -58,12 +60,14 @@ ModelOpt = Annotated[
 
 
 def edge(fn: F) -> F:
-    """Print a LaminaError as one readable line and exit 1 instead of a traceback."""
+    """Print a LaminaError as one readable line and exit 1 instead of a traceback; run the
+    command inside its root span, so each invocation is one trace."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with _traced(fn.__name__):
+                return fn(*args, **kwargs)
         except LaminaError as exc:
             # The message is text, not markup: "[1]" or "[server.models]" must show as written.
             err.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False)
@@ -72,6 +76,34 @@ def edge(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+#: Commands that are not one run: a server's requests are traces of their own, and reading
+#: the trace store or the key store should not add to it.
+_UNTRACED = ("serve", "traces", "keys")
+
+
+def _command_path(name: str) -> str:
+    """``lamina eval rag``: the command line's words, from the running command's context (in
+    typer's vendored click or in click), else from the function's name."""
+    for module in ("typer._click.globals", "click"):
+        try:
+            ctx = importlib.import_module(module).get_current_context(silent=True)
+        except (ImportError, AttributeError):
+            continue
+        if ctx is not None:
+            return " ".join(["lamina", *ctx.command_path.split()[1:]])
+    return "lamina " + name.replace("_", " ")
+
+
+def _traced(name: str) -> AbstractContextManager[Any]:
+    """The root span of this command (``lamina ask``): one trace per invocation."""
+    path = _command_path(name)
+    if path.split()[1:2] and path.split()[1] in _UNTRACED:
+        return nullcontext()
+    from lamina.telemetry import spans
+
+    return spans.command(path, sys.argv[1:])
 
 
 def _version(value: bool) -> None:

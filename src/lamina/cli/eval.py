@@ -20,6 +20,8 @@ from rich.table import Table
 
 from lamina.cli.app import ModelOpt, app, edge, err, out, progress_bar
 from lamina.errors import InvalidRequestError
+from lamina.telemetry import spans
+from lamina.telemetry.experiments import log_eval
 
 eval_app = typer.Typer(
     help="Evaluate models, retrieval and RAG on your own data.", no_args_is_help=True
@@ -101,6 +103,8 @@ def _finish(
 
     run.meta.command = "lamina " + " ".join(sys.argv[1:])
     run.meta.duration_s = round(time.time() - started, 3)
+    run.meta.trace_id = spans.current_trace_id()
+    log_eval(run)  # to Weights & Biases when telemetry.wandb is on, offline by default
     for note in run.meta.notes:
         err.print(f"note: {note}", highlight=False)
     if report is not None:

@@ -2,8 +2,8 @@
 
 A run is ``{<summary metrics>..., "items": [...], "meta": {...}}`` in JSON: the metrics sit at
 the top level so ``jq .bleu`` works, one item per scored example (worst first in reports), and
-``meta`` says what produced it. ``meta.trace_id`` is where a run's trace will be attached
-once evals are traced; every run already carries the field.
+``meta`` says what produced it. ``meta.trace_id`` is the trace of the command that made it
+(``lamina traces show ID``: every pipeline, model and retrieval call of the run).
 
 The regression gate compares a run with a saved baseline:
 
@@ -56,7 +56,7 @@ def lower_is_better(metric: str) -> bool:
 
 
 class RunMeta(BaseModel):
-    """What produced a run. ``trace_id`` links the run to its trace (not yet recorded)."""
+    """What produced a run. ``trace_id`` links the run to its trace."""
 
     command: str = ""
     started_at: float = Field(default_factory=time.time)

@@ -22,6 +22,7 @@ from lamina.models.pricing import cost_usd
 from lamina.models.ratelimit import RateLimiter
 from lamina.models.retry import RetryPolicy
 from lamina.settings import Settings, get_settings
+from lamina.telemetry import spans
 from lamina.types import (
     ChatOptions,
     Completion,
@@ -220,6 +221,12 @@ class BaseChatModel(ABC):
     ) -> Completion:
         """Messages in, one completion out. Deterministic calls are served from the cache."""
         messages, opts, dropped = self.prepare(prompt, options, **overrides)
+        with spans.llm(self.name, messages, opts, settings=self.settings) as span:
+            return span.completion(self._chat_prepared(messages, opts, dropped))
+
+    def _chat_prepared(
+        self, messages: list[Message], opts: ChatOptions, dropped: int
+    ) -> Completion:
         key = self._key(messages, opts)
         if key and self.cache and (hit := self.cache.get(key)):
             return hit
@@ -236,6 +243,12 @@ class BaseChatModel(ABC):
         self, prompt: Prompt, options: ChatOptions | None = None, **overrides: Any
     ) -> Completion:
         messages, opts, dropped = self.prepare(prompt, options, **overrides)
+        with spans.llm(self.name, messages, opts, settings=self.settings) as span:
+            return span.completion(await self._achat_prepared(messages, opts, dropped))
+
+    async def _achat_prepared(
+        self, messages: list[Message], opts: ChatOptions, dropped: int
+    ) -> Completion:
         key = self._key(messages, opts)
         if key and self.cache and (hit := self.cache.get(key)):
             return hit
@@ -278,6 +291,7 @@ class BaseChatModel(ABC):
             collected.append(delta)
             yield delta
         result = _assemble(collected, self.name, started)
+        spans.record_llm(self.name, messages, opts, result, started=started, settings=self.settings)
         _check_complete(result, opts)
         if key and self.cache:
             self.cache.put(key, result)
@@ -309,6 +323,7 @@ class BaseChatModel(ABC):
             yield delta
             pending = await anext(rest, None)
         result = _assemble(collected, self.name, started)
+        spans.record_llm(self.name, messages, opts, result, started=started, settings=self.settings)
         _check_complete(result, opts)
         if key and self.cache:
             self.cache.put(key, result)

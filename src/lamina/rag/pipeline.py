@@ -43,6 +43,7 @@ from lamina.rag.verify import Verifier
 from lamina.retrieval.index import Index
 from lamina.retrieval.search import Mode
 from lamina.retrieval.store.base import Hit
+from lamina.telemetry import spans
 from lamina.types import Message, Usage
 
 __all__ = ["RagConfig", "RagPipeline", "Retry", "Strategy", "Token"]
@@ -152,7 +153,19 @@ class RagPipeline:
 
     def stream(self, question: str, history: Sequence[str] = ()) -> Iterator[Event]:
         """Yield :class:`Token` s of the answer as they come, maybe a :class:`Retry`, and
-        finally the :class:`~lamina.rag.answer.Answer`."""
+        finally the :class:`~lamina.rag.answer.Answer`. One ``rag.ask`` span (a trace of its
+        own when nothing encloses it) holds the retrieval and model calls."""
+        cfg = self.config
+        settings = getattr(self.index, "settings", None)
+        root = spans.start("rag.ask", "CHAIN", settings=settings, input=question, mode=cfg.mode)
+        root.set(strategy=cfg.strategy, k=cfg.k)
+        for event in spans.iterate(root, self._events(question, history)):
+            if isinstance(event, Answer):
+                root.output(event.answer)
+                root.set(found=event.found, answered_by=event.strategy, sources=len(event.sources))
+            yield event
+
+    def _events(self, question: str, history: Sequence[str]) -> Iterator[Event]:
         cfg = self.config
         timings: dict[str, float] = {}
         usage = Usage()

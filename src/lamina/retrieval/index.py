@@ -42,6 +42,7 @@ from lamina.retrieval.search import Fusion, Mode, Searcher
 from lamina.retrieval.store import open_store
 from lamina.retrieval.store.base import Filters, Hit, IndexStore
 from lamina.settings import Settings, get_settings
+from lamina.telemetry import spans
 
 # ``Embedder`` is re-exported: code written against ``lamina.retrieval.index.Embedder`` keeps
 # working, and it is the one protocol of the model layer.
@@ -201,9 +202,11 @@ class Index:
                 filters = {**(filters or {}), "collection": names}
         elif collection is not None:
             filters = {**(filters or {}), "collection": collection}
-        return self.searcher.search(
-            query, k, mode=mode, filters=filters, mmr_lambda=mmr_lambda, candidates=candidates
-        )
+        with spans.retriever(query, settings=self.settings, mode=mode, k=k) as span:
+            hits = self.searcher.search(
+                query, k, mode=mode, filters=filters, mmr_lambda=mmr_lambda, candidates=candidates
+            )
+            return span.documents(hits)
 
     def describe_collection(
         self, name: str, description: str, examples: Sequence[str] = ()

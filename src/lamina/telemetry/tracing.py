@@ -1,15 +1,18 @@
 """OpenTelemetry tracing with a local store: finished spans appended as JSON lines.
 
-Each process gets its own ``TracerProvider`` (not the global one), so several apps can live in
-one process, as they do in tests. Spans go to one file per day,
-``$LAMINA_HOME/traces/spans-YYYY-MM-DD.jsonl``, and to an OTLP/HTTP collector when
-``server.otlp_endpoint`` is set. ``read_spans`` reads them back for ``GET /v1/traces`` and
-``lamina traces``.
+Each app gets its own ``TracerProvider`` (not the global one), so several apps can live in
+one process, as they do in tests; every other run (CLI, Python API, agents, evals, tuning)
+shares :func:`run_provider`. Spans go to one file per day,
+``$LAMINA_HOME/traces/spans-YYYY-MM-DD.jsonl``, and to an OTLP/HTTP collector when one is
+configured (:func:`otlp_endpoint`); nothing leaves the machine otherwise. ``read_spans`` reads
+them back for ``GET /v1/traces`` and ``lamina traces``.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -21,16 +24,20 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
+    SimpleSpanProcessor,
     SpanExporter,
     SpanExportResult,
 )
 
+from lamina.errors import ConfigError
 from lamina.settings import Settings
 
 __all__ = [
     "JsonLinesSpanExporter",
     "make_tracer_provider",
+    "otlp_endpoint",
     "read_spans",
+    "run_provider",
     "span_record",
     "span_tree",
     "trace_lines",
@@ -56,9 +63,12 @@ def span_record(span: ReadableSpan) -> dict[str, Any]:
 class JsonLinesSpanExporter(SpanExporter):
     """Appends each finished span as one JSON line to a per-day file in ``directory``."""
 
+    #: One lock for every exporter in the process: the server's and the runs' providers append
+    #: to the same daily file, and two appends must not interleave.
+    _lock = threading.Lock()
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         lines = [json.dumps(span_record(s), default=str) for s in spans]
@@ -81,18 +91,87 @@ class JsonLinesSpanExporter(SpanExporter):
         return True
 
 
-def make_tracer_provider(settings: Settings) -> TracerProvider:
-    """A provider exporting to the local store and, when configured, to OTLP/HTTP."""
-    provider = TracerProvider(resource=Resource.create({"service.name": "lamina"}))
+def otlp_endpoint(settings: Settings) -> str | None:
+    """Where spans are exported over OTLP/HTTP, or None (the default: nothing is sent).
+
+    ``server.otlp_endpoint`` (``LAMINA_SERVER__OTLP_ENDPOINT``) wins; else the standard
+    OpenTelemetry variables: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` as the full URL, or
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` as the base URL that ``/v1/traces`` is appended to.
+    ``OTEL_TRACES_EXPORTER=none`` turns the variables off. Only ``http/protobuf`` is spoken.
+
+    >>> otlp_endpoint(Settings(server={"otlp_endpoint": "http://127.0.0.1:6006/v1/traces"}))
+    'http://127.0.0.1:6006/v1/traces'
+    """
+    if settings.server.otlp_endpoint:
+        return settings.server.otlp_endpoint
+    env = os.environ
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return None
+    url = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if not url and (base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()):
+        url = base.rstrip("/") + "/v1/traces"
+    if not url:
+        return None
+    protocol = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    ) or "http/protobuf"
+    if protocol.strip() != "http/protobuf":
+        raise ConfigError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: Lamina exports traces over OTLP/HTTP "
+            "only. Set it to 'http/protobuf' (or unset it) and point the endpoint at the "
+            "collector's HTTP port (4318 by default; Phoenix serves it on 6006)."
+        )
+    return url
+
+
+def make_tracer_provider(settings: Settings, *, batch_local: bool = True) -> TracerProvider:
+    """A provider exporting to the local store and, when configured, to OTLP/HTTP.
+
+    ``batch_local=False`` writes each span to the local store as it ends (no thread, nothing
+    lost at exit), which suits short CLI runs."""
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "lamina"}), shutdown_on_exit=False
+    )
+    atexit.register(provider.shutdown)
     if settings.server.local_traces:
         exporter = JsonLinesSpanExporter(settings.traces_dir)
-        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
-    if settings.server.otlp_endpoint:
+        local = (
+            BatchSpanProcessor(exporter, schedule_delay_millis=1000)
+            if batch_local
+            else SimpleSpanProcessor(exporter)
+        )
+        provider.add_span_processor(local)
+    if endpoint := otlp_endpoint(settings):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        otlp = OTLPSpanExporter(endpoint=settings.server.otlp_endpoint)
+        otlp = OTLPSpanExporter(endpoint=endpoint)
         provider.add_span_processor(BatchSpanProcessor(otlp))
     return provider
+
+
+_run_providers: dict[tuple[str, bool, str | None], TracerProvider | None] = {}
+_run_lock = threading.Lock()
+_KEEP = 8  # providers kept for different settings (tests make one per temporary home)
+
+
+def run_provider(settings: Settings) -> TracerProvider | None:
+    """The provider every run outside the server shares, one per (trace store, endpoint);
+    None when spans would go nowhere (no local store, no collector)."""
+    endpoint = otlp_endpoint(settings)
+    key = (str(settings.traces_dir), settings.server.local_traces, endpoint)
+    with _run_lock:
+        if key in _run_providers:
+            return _run_providers[key]
+        provider = None
+        if settings.server.local_traces or endpoint:
+            provider = make_tracer_provider(settings, batch_local=False)
+        _run_providers[key] = provider
+        while len(_run_providers) > _KEEP:
+            oldest = _run_providers.pop(next(iter(_run_providers)))
+            if oldest is not None:
+                atexit.unregister(oldest.shutdown)
+                oldest.shutdown()  # exports what it still holds
+        return provider
 
 
 def read_spans(

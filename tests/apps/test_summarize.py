@@ -74,6 +74,19 @@ def test_a_point_that_names_no_source_links_to_its_whole_batch() -> None:
     assert len(summary.points[0].sections) == 2
 
 
+def test_copied_list_numbers_and_titles_are_dropped_and_plain_text_replies_are_points() -> None:
+    model = ScriptedModel(
+        [points("1. Guide > Install > Install with pip."), "- Ask a question.\n\n2) It cites."]
+    )
+    summary = summarize(DOC, model=model, length="short", trace=False)
+    assert [p.text for p in summary.points] == ["Install with pip.", "Ask a question.", "It cites."]
+    assert [p.sections[0].heading for p in summary.points] == [
+        "Guide > Install",
+        "Guide > Use",
+        "Guide > Use",
+    ]
+
+
 def test_long_inputs_report_progress_and_prose_style_joins_points() -> None:
     text = "\n\n".join(f"# Part {i}\n\n" + f"Sentence {i} is here. " * 20 for i in range(5))
     model = ScriptedModel(default=points("A point."))

@@ -135,7 +135,11 @@ def summarize(
         reply = model.chat(prompt, json_schema=schema, **as_options(settings, max_tokens=tokens))
         accumulate(usage, reply.usage)
         add_usage(reply.usage)
-        return json.loads(reply.text)
+        try:
+            return json.loads(reply.text)
+        except ValueError:  # a model that ignores the schema (an API model): its lines
+            lines = [line.strip()[:MAX_POINT_CHARS] for line in reply.text.splitlines()]
+            return {"points": [line for line in lines if line]}
 
     with tracer.span("summarize.run", sections=len(chunks), length=length) as root:
         trace_id = tracer.trace_id(root)

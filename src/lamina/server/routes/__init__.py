@@ -1,6 +1,17 @@
 """The HTTP routes, one module per concern; ``routers`` is what ``create_app`` mounts."""
 
-from lamina.server.routes import agent, ask, chat, documents, embeddings, feedback, models, ops, ui
+from lamina.server.routes import (
+    agent,
+    apps,
+    ask,
+    chat,
+    documents,
+    embeddings,
+    feedback,
+    models,
+    ops,
+    ui,
+)
 
 routers = [
     ops.router,
@@ -11,6 +22,7 @@ routers = [
     documents.router,
     feedback.router,
     agent.router,
+    apps.router,
     ui.router,
 ]
 

@@ -92,7 +92,11 @@ def _command_path(name: str) -> str:
         except (ImportError, AttributeError):
             continue
         if ctx is not None:
-            return " ".join(["lamina", *ctx.command_path.split()[1:]])
+            words = []  # the root's own name is the program's: "lamina", "python -m lamina"
+            while ctx.parent is not None:
+                words.append(ctx.info_name or "")
+                ctx = ctx.parent
+            return " ".join(["lamina", *reversed(words)])
     return "lamina " + name.replace("_", " ")
 
 

@@ -201,3 +201,6 @@ def test_replies_that_never_validate_are_a_422_naming_the_problem(server: httpx.
     schema = {"type": "object", "properties": {"who": {"type": "string"}}, "required": ["who"]}
     r = server.post("/v1/apps/extract", json={"text": "Bo is 7.", "schema": schema})
     refused(r, 422, "does not validate", "'who' is a required property")
+    # chain-of-thought samples in a shape the model never gives: the same 422, not a 500
+    r = server.post("/v1/apps/classify", json={**APPS[1][1], "samples": 3})
+    refused(r, 422, "could not be read")

@@ -169,7 +169,7 @@ def test_every_app_route_is_documented(world: dict[str, Any]) -> None:
         assert body["$ref"].split("/")[-1].endswith("Request"), path
         ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert ok["$ref"].endswith(f"/{model}"), (path, ok)
-        for status in ("400", "401", "404", "413", "429", "504"):
+        for status in ("400", "401", "404", "413", "422", "429", "504"):
             error = operation["responses"][status]["content"]["application/json"]["schema"]
             assert error["$ref"].endswith("/ErrorBody"), (path, status)
     extract = schema["components"]["schemas"]["ExtractRequest"]["properties"]

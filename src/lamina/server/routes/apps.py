@@ -52,7 +52,14 @@ router = APIRouter(prefix="/v1/apps", tags=["apps"])
 
 T = TypeVar("T")
 #: The statuses a model-calling app route can answer besides 200.
-_ERRORS = errors(400, 404, 413, 429, 503, 504)
+_ERRORS = {
+    **errors(400, 404, 413, 429, 503, 504),
+    422: {
+        "model": ErrorBody,
+        "description": "The model's replies did not have the shape asked for (for extract: "
+        "did not validate against the schema, twice).",
+    },
+}
 
 
 class _Cancelled(Exception):
@@ -86,6 +93,11 @@ async def _run(
     except TimeoutError:
         cancelled.set()
         raise RequestTimeout(timeout, stage) from None
+    except OutputParseError as exc:
+        # Neither the client's fault nor the server's: this model could not give the shape
+        # asked for (an API model ignoring structured output). The message names the
+        # problems; another model, or a simpler schema, may succeed.
+        raise HTTPException(422, detail=str(exc)) from None
 
 
 def _served(state: ServerState, request: Request, model: str) -> Served:
@@ -224,13 +236,7 @@ async def classify(
     "/extract",
     summary="Extract fields from a text as JSON that validates against a JSON Schema",
     response_model=ExtractResponse,
-    responses={
-        **_ERRORS,
-        422: {
-            "model": ErrorBody,
-            "description": "The model's replies did not validate against the schema, twice.",
-        },
-    },
+    responses=_ERRORS,
 )
 async def extract(
     body: ExtractRequest,
@@ -244,18 +250,12 @@ async def extract(
     schema = check_schema(body.json_schema)  # 400 naming the problem, before any queueing
     served = _served(state, request, body.model)
     began = time.perf_counter()
-    try:
-        result = await _run(
-            state,
-            served.admission,
-            lambda _: run(body.text, schema, model=served.model, instructions=body.instructions),
-            "extracting",
-        )
-    except OutputParseError as exc:
-        # Neither the client's fault nor the server's: this text and schema could not be
-        # processed by this model (an API model ignoring structured output). The message
-        # names the problems; another model, or a simpler schema, may succeed.
-        raise HTTPException(422, detail=str(exc)) from None
+    result = await _run(
+        state,
+        served.admission,
+        lambda _: run(body.text, schema, model=served.model, instructions=body.instructions),
+        "extracting",
+    )
     _account(state, key, served, result.usage, began)
     return {**result.model_dump(), "usage": _usage(result.usage), "model": served.id}
 

@@ -64,6 +64,8 @@ def sft_run(
     events: list[Any] = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAMINA_HOME", str(shared_home))
+        mp.setenv("LAMINA_TELEMETRY__WANDB", "true")  # offline: files under the home only
+        mp.setenv("LAMINA_TELEMETRY__WANDB_DIR", str(out.parent / "wandb"))
         get_settings.cache_clear()
         config = TuneConfig(
             data=tiny[0], eval_data=tiny[1], out=out, eval_generate=2, max_new_tokens=16, **SHARED
@@ -102,6 +104,18 @@ def test_sft_loss_falls_and_the_report_compares(sft_run: tuple[Path, dict[str, A
     assert (out / "adapter" / "adapter_config.json").is_file()
     manifest = json.loads((out / "tuning.json").read_text())
     assert manifest["status"] == "exported" and manifest["base"]["adapters"] == []
+
+
+def test_the_run_is_logged_to_an_offline_wandb_run(sft_run: tuple[Path, dict[str, Any]]) -> None:
+    from tests.telemetry.test_experiments import logged
+
+    out, made = sft_run
+    [folder] = (out.parent / "wandb" / "wandb").glob("offline-run-*")
+    history, summary, config = logged(folder, 6, ("tuned/loss", "train/steps"))
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [row["train/loss"] for row in history] == pytest.approx([x["loss"] for x in log])
+    assert summary["tuned/loss"] == pytest.approx(made["report"]["tuned"]["loss"])
+    assert summary["train/steps"] == 6 and config["max_steps"] == 6
 
 
 def test_the_export_runs_in_lamina_generate(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -63,6 +63,19 @@ class Experiment:
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if self.run is not None and (values := numeric(metrics)):
             self.run.log(values, step=step)
+
+    def watch(self, progress: Callable[[Any], None] | None) -> Callable[[Any], None]:
+        """A progress callback for the tuning loop that logs each training step's loss and
+        tokens/s (``train/loss`` at step N), then passes the update on to ``progress``."""
+
+        def update(event: Any) -> None:
+            if getattr(event, "phase", None) == "train" and event.loss is not None:
+                metrics = {"train/loss": event.loss, "train/tokens_per_s": event.tokens_per_s}
+                self.log({k: v for k, v in metrics.items() if v is not None}, step=event.done)
+            if progress is not None:
+                progress(event)
+
+        return update
 
     def summarize(self, metrics: Mapping[str, Any]) -> None:
         if self.run is not None:
@@ -139,11 +152,13 @@ def experiment(
 def log_eval(run: Any, *, settings: Settings | None = None) -> Path | None:
     """Log a finished :class:`~lamina.evals.run.EvalRun` as one W&B run (when
     ``telemetry.wandb`` is on): its inputs and settings as config, each item's numbers as one
-    history step, the summary metrics as the run's summary. Returns the run's folder."""
+    history step (``item/f1``), the summary metrics as the run's summary. Returns the run's
+    folder."""
     meta = run.meta
     config = {"kind": run.kind, **meta.inputs, **meta.settings, "trace_id": meta.trace_id}
     with experiment(f"eval-{run.kind}", config=config, settings=settings) as logged:
         for step, item in enumerate(run.items):
-            logged.log(item, step=step)
+            # under item/: wandb would otherwise take the last item's value as the run's summary
+            logged.log({f"item/{k}": v for k, v in item.items()}, step=step)
         logged.summarize(run.summary)
         return logged.directory

@@ -30,6 +30,8 @@ from typing import Any
 
 from lamina.models.quantize import requantize
 from lamina.settings import get_settings
+from lamina.telemetry import spans
+from lamina.telemetry.experiments import experiment
 from lamina.tuning.base import (
     ADAPTER,
     MANIFEST,
@@ -201,12 +203,23 @@ def _eval_side(
 def tune(
     config: TuneConfig, *, resume: bool = False, progress: ProgressFn | None = None
 ) -> dict[str, Any]:
-    """Run ``config`` end to end; returns the report (also in ``out/report.json``)."""
+    """Run ``config`` end to end; returns the report (also in ``out/report.json``).
+
+    The run is a ``tune.run`` span, and a Weights & Biases run (loss per step, the report's
+    numbers as its summary) when ``telemetry.wandb`` is on."""
     threads = torch.get_num_threads()
-    try:
-        return _tune(config, resume, progress)
-    finally:
-        torch.set_num_threads(threads)  # --threads is this run's, not the process's
+    options = config.model_dump(mode="json")
+    with (
+        spans.span("tune.run", "CHAIN", method=config.method, out=str(config.out)) as span,
+        experiment("tune", config=options, name=config.out.name) as logged,
+    ):
+        try:
+            report = _tune(config, resume, logged.watch(progress))
+        finally:
+            torch.set_num_threads(threads)  # --threads is this run's, not the process's
+        span.set(passed=report["gate"]["passed"], steps=report["train"]["steps"])
+        logged.summarize({k: report[k] for k in ("base", "tuned", "train") if k in report})
+        return report
 
 
 def _tune(config: TuneConfig, resume: bool, progress: ProgressFn | None) -> dict[str, Any]:

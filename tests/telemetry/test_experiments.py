@@ -1,0 +1,150 @@
+"""Weights & Biases logging of eval (and tuning) runs: off by default, offline when on, and the
+run files really hold the metrics (read back from wandb's own transaction log)."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lamina.errors import ConfigError
+from lamina.evals.run import EvalRun, RunMeta
+from lamina.settings import Settings
+from lamina.telemetry.experiments import experiment, log_eval
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "eval"
+
+
+def _records(path: Path) -> Iterator[bytes]:
+    """The records of a ``.wandb`` file: a LevelDB-style log (7-byte header, then records of
+    crc32 + length + type in 32 KiB blocks). wandb no longer ships a Python reader."""
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, pending = 7, 32768, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:
+            pos += block - pos % block  # the block's tail is padding
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if length == 0 and kind == 0:
+            break
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind == 1:  # a whole record
+            yield chunk
+        elif kind == 2:  # first piece
+            pending = chunk
+        elif kind == 3:  # middle
+            pending += chunk
+        elif kind == 4:  # last
+            yield pending + chunk
+
+
+def logged(
+    run_dir: Path, rows: int, keys: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """(history rows, summary, config) of an offline run folder, once it holds ``rows``
+    history rows and the summary ``keys``: wandb's writer process may still be appending when
+    ``finish()`` returns."""
+    deadline = time.monotonic() + 20
+    while True:
+        found = _read(run_dir)
+        done = len(found[0]) >= rows and all(k in found[1] for k in keys)
+        if done or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def _read(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    [path] = run_dir.glob("run-*.wandb")
+    history: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+    config: dict[str, Any] = {}
+    for raw in _records(path):
+        record = pb.Record()
+        record.ParseFromString(raw)
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            row = {"/".join(i.nested_key) or i.key: json.loads(i.value_json)
+                   for i in record.history.item}  # fmt: skip
+            history.append({k: v for k, v in row.items() if not k.startswith("_")})
+        elif kind == "summary":
+            for item in record.summary.update:
+                summary["/".join(item.nested_key) or item.key] = json.loads(item.value_json)
+        elif kind == "run":
+            for item in record.run.config.update:
+                config[item.key] = json.loads(item.value_json)
+    return history, summary, config
+
+
+def test_off_by_default_and_nothing_is_written(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    with experiment("eval", config={"k": 1}, settings=settings) as run:
+        run.log({"f1": 1.0})
+        run.summarize({"f1": 1.0})
+    assert run.directory is None and not (tmp_path / "wandb").exists()
+
+
+def test_an_unknown_mode_is_refused_with_the_choices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "cloud")
+    settings = Settings(home=tmp_path, telemetry={"wandb": True})
+    opened = experiment("eval", settings=settings)
+    with pytest.raises(ConfigError, match=r"WANDB_MODE='cloud'.*'offline'"):
+        opened.__enter__()
+
+
+@pytest.mark.integration
+def test_an_eval_run_is_logged_offline_with_its_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    settings = Settings(home=tmp_path / "home", telemetry={"wandb": True})
+    run = EvalRun(
+        kind="gen",
+        summary={"bleu": 31.5, "f1": 0.75, "n": 2, "by_length": {"short": 0.5}},
+        items=[{"id": "a", "f1": 0.5, "text": "x"}, {"id": "b", "f1": 1.0, "text": "y"}],
+        meta=RunMeta(inputs={"pred": "p.jsonl"}, trace_id="ab" * 16),
+    )
+    folder = log_eval(run, settings=settings)
+    assert folder is not None and folder.parent == tmp_path / "home" / "wandb" / "wandb"
+    assert folder.name.startswith("offline-run-")  # offline: nothing was sent
+    history, summary, config = logged(folder, 2, ("bleu", "f1", "n", "by_length/short"))
+    assert history == [{"item/f1": 0.5}, {"item/f1": 1.0}]
+    assert {k: summary[k] for k in ("bleu", "f1", "n", "by_length/short")} == {
+        "bleu": 31.5, "f1": 0.75, "n": 2.0, "by_length/short": 0.5,
+    }  # fmt: skip
+    assert (config["pred"], config["trace_id"]) == ("p.jsonl", "ab" * 16)
+
+
+@pytest.mark.integration
+def test_lamina_eval_gen_logs_to_an_offline_run_under_lamina_home(tmp_path: Path) -> None:
+    pytest.importorskip("wandb")
+    home = tmp_path / "home"
+    env = {**os.environ, "LAMINA_HOME": str(home), "LAMINA_TELEMETRY__WANDB": "true"}
+    env.pop("WANDB_MODE", None)
+    pred, ref = SAMPLES / "pred.jsonl", SAMPLES / "ref.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "lamina", "eval", "gen", "--pred", str(pred), "--ref", str(ref),
+         "--json"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    [folder] = (home / "wandb" / "wandb").glob("offline-run-*")
+    metrics = ("bleu", "chrf", "rouge1", "rougeL", "exact_match", "f1")
+    history, summary, _ = logged(folder, 8, metrics)
+    for metric in metrics:
+        assert summary[metric] == pytest.approx(printed[metric]), metric
+    assert len(history) == len(printed["items"]) == 8

@@ -1,4 +1,4 @@
-"""``lamina eval``: gen, ppl, rag, retrieval and compare.
+"""``lamina eval``: gen, ppl, rag, retrieval, agent and compare.
 
 Every command prints a table (or ``--json``: the run, see :mod:`lamina.evals.run`), can write
 a self-contained HTML report (``--report FILE.html``) and can gate on a baseline run
@@ -347,6 +347,95 @@ def eval_retrieval(
         table.add_column(mode, justify="right")
     for metric in ("ndcg@10", f"recall@{k}", "mrr@10", "latency_p50_ms"):
         table.add_row(metric, *[_number(s[m][metric]) for m in modes])
+    _finish(run, table, as_json=as_json, report=report, gate=gate, started=started)
+
+
+@eval_app.command("agent")
+@edge
+def eval_agent(
+    tasks: Annotated[
+        Path,
+        typer.Option(help='The suite: JSON lines {"id", "kind", "task", "expect": [...]}.'),
+    ] = Path("samples/agent_tasks.jsonl"),
+    model: ModelOpt = None,
+    tools: Annotated[
+        str, typer.Option(help="The tools offered on every task, comma-separated.")
+    ] = "calculator,python,search_documents",
+    index: IndexOpt = None,
+    docs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--docs",
+            help="Index these for search_documents (default: samples/corpus when there).",
+        ),
+    ] = None,
+    kinds: Annotated[str | None, typer.Option(help="Only tasks of these kinds.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N tasks.")] = None,
+    max_steps: Annotated[int, typer.Option(help="Model calls per task at most.")] = 8,
+    as_json: JsonOpt = False,
+    report: ReportOpt = None,
+    baseline: BaselineOpt = None,
+    max_drop: MaxDropOpt = None,
+) -> None:
+    """Lamina's agent on a task suite: success rate (per kind), valid tool calls, mean model
+    calls, tool calls and tokens."""
+    import tempfile
+
+    from lamina.evals.agent import evaluate_agent, load_tasks
+    from lamina.models import get_model
+    from lamina.retrieval.index import Index
+    from lamina.settings import get_settings
+    from lamina.tools import ToolContext, get_tools
+
+    started, gate = time.time(), _Gate(baseline, max_drop)
+    suite = load_tasks(tasks, kinds.split(",") if kinds else None, limit)
+    names = [n.strip() for n in tools.split(",") if n.strip()]
+    notes = []
+    with tempfile.TemporaryDirectory(prefix="lamina-eval-agent-") as scratch:
+        where = index
+        if "search_documents" in names and index is None:
+            sources = docs or ([Path("samples/corpus")] if Path("samples/corpus").is_dir() else [])
+            if sources:
+                where = Path(scratch) / "index"
+                with Index(where) as opened:
+                    opened.ingest(sources)
+                notes.append(
+                    f"search_documents reads a fresh index of {', '.join(map(str, sources))}"
+                )
+            else:
+                names.remove("search_documents")
+                notes.append("search_documents left out: give --index DIR or --docs PATH")
+        elif index is not None and not (index / "lamina.sqlite").exists():
+            raise InvalidRequestError(
+                f"No index at {str(index)!r}. Build one with: lamina ingest PATH --index {index}"
+            )
+        settings = get_settings()
+        offered = get_tools(names, ToolContext(settings=settings, index=where))
+        with _progress("eval agent") as update:
+            run = evaluate_agent(
+                suite,
+                get_model(model),
+                offered,
+                settings=settings,
+                max_steps=max_steps,
+                progress=update,
+            )
+    run.meta.inputs = {"tasks": str(tasks), "index": str(where or "")}
+    run.meta.notes.extend(notes)
+    s = run.summary
+    valid = "n/a" if s["valid_calls"] is None else _number(s["valid_calls"], percent=True)
+    rows = [
+        ("success", _number(s["success"], percent=True)),
+        *((f"success: {k}", _number(v, percent=True)) for k, v in s["by_kind"].items()),
+        (f"valid tool calls (of {s['calls']})", valid),
+        ("model calls per task", f"{s['mean_model_calls']:.1f}"),
+        ("tool calls per task", f"{s['mean_tool_calls']:.1f}"),
+        ("tokens per task", f"{s['mean_tokens']:.0f}"),
+        ("seconds per task", f"{s['mean_seconds']:.1f}"),
+        ("stop reasons", ", ".join(f"{k} {v}" for k, v in s["stop_reasons"].items())),
+    ]
+    title = f"{tasks.name}: {s['tasks']} tasks, {run.meta.settings['model']}"
+    table = _metrics_table(title, rows)
     _finish(run, table, as_json=as_json, report=report, gate=gate, started=started)
 
 

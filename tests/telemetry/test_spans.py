@@ -278,3 +278,32 @@ def test_nothing_is_recorded_when_spans_have_nowhere_to_go(
         assert not run.recording and run.trace_id is None
     ScriptedModel(["x"], settings=on).chat("y")
     assert stored(on) == []
+
+
+def test_traces_list_and_show_render_runs_with_tokens(tmp_path: Path) -> None:
+    env = {"LAMINA_HOME": str(tmp_path / "cli-home"), "LAMINA_CACHE": "false"}
+    for prompt in ("one", "two three"):
+        made = CliRunner().invoke(app, ["generate", prompt, "-m", "scripted:echo"], env=env)
+        assert made.exit_code == 0, made.output
+    listed = CliRunner().invoke(app, ["traces", "list", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    rows = [json.loads(line) for line in listed.output.splitlines()]
+    assert [(r["name"], r["spans"], r["error"]) for r in rows] == [
+        ("lamina generate", 2, False),
+        ("lamina generate", 2, False),
+    ]
+    for row in rows:
+        [llm] = [s for s in read_spans(tmp_path / "cli-home" / "traces", trace_id=row["trace_id"])
+                 if s["name"] == "llm.stream"]  # fmt: skip
+        attrs = llm["attributes"]
+        used = attrs["llm.token_count.prompt"] + attrs["llm.token_count.completion"]
+        assert row["tokens"] == used > 0
+    table = CliRunner().invoke(app, ["traces", "list", "--limit", "1"], env=env)
+    assert rows[-1]["trace_id"] in table.output and rows[0]["trace_id"] not in table.output
+    shown = CliRunner().invoke(app, ["traces", "show", rows[-1]["trace_id"]], env=env)
+    lines = shown.output.splitlines()
+    assert lines[0].startswith("lamina generate ") and "[CHAIN]" in lines[0]
+    assert (
+        lines[1].startswith("  llm.stream ")
+        and f"[LLM] {attrs['llm.token_count.prompt']}+" in lines[1]
+    )

@@ -134,7 +134,9 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
 
 
 traces_app = typer.Typer(
-    help="Spans in the local trace store (lamina serve, agent runs).", invoke_without_command=True
+    help="Spans in the local trace store: every CLI command, Python run, agent run and server "
+    "request.",
+    invoke_without_command=True,
 )
 app.add_typer(traces_app, name="traces")
 
@@ -153,6 +155,34 @@ def traces(
         return
     for span in read_spans(get_settings().traces_dir, limit=limit, trace_id=trace_id):
         typer.echo(json.dumps(span))
+
+
+@traces_app.command("list")
+@edge
+def traces_list(
+    limit: Annotated[int, typer.Option(help="How many of the newest traces.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
+) -> None:
+    """List recent runs (a command, a request, an agent run), newest last: what ran, when,
+    how long, how many spans, tokens and cost. `lamina traces show ID` prints one as a tree."""
+    from lamina.telemetry.tracing import read_spans, trace_summaries
+
+    rows = trace_summaries(read_spans(get_settings().traces_dir, limit=100_000))[-limit:]
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    table = Table("started", "ms", "spans", "tokens", "cost", "run")
+    table.add_column("trace", no_wrap=True)  # ids are copied into `lamina traces show`
+    for row in rows:
+        cost = "" if row["cost_usd"] is None else f"${row['cost_usd']:.6f}".rstrip("0").rstrip(".")
+        name = f"{row['name']} (error)" if row["error"] else str(row["name"])
+        started = str(row["start"])[5:19].replace("T", " ")  # MM-DD hh:mm:ss, UTC
+        table.add_row(
+            started, f"{row['duration_ms']:.0f}", str(row["spans"]), str(row["tokens"]), cost,
+            name, row["trace_id"],
+        )  # fmt: skip
+    Console().print(table)
 
 
 @traces_app.command("show")

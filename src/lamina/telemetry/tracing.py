@@ -41,6 +41,7 @@ __all__ = [
     "span_record",
     "span_tree",
     "trace_lines",
+    "trace_summaries",
 ]
 
 
@@ -220,24 +221,87 @@ def span_tree(spans: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
     return ordered
 
 
+def _usage(attrs: dict[str, Any]) -> str:
+    """``[LLM] 191+8 tokens $0.00001`` for a span with OpenInference kind, tokens and cost."""
+    parts = []
+    if kind := attrs.get("openinference.span.kind"):
+        parts.append(f"[{kind}]")
+    if "llm.token_count.prompt" in attrs:
+        prompt, completion = attrs["llm.token_count.prompt"], attrs["llm.token_count.completion"]
+        parts.append(f"{prompt}+{completion} tokens")
+    if isinstance(cost := attrs.get("llm.cost.total"), int | float) and cost:
+        parts.append(f"${cost:.6f}")
+    return " ".join(parts)
+
+
 def trace_lines(spans: list[dict[str, Any]], width: int = 100) -> list[str]:
-    """One trace as an indented tree, one span a line: name, duration, then its ``lamina.``
-    attributes (long values cut to fit ``width``).
+    """One trace as an indented tree, one span a line: name, duration, its OpenInference kind,
+    tokens and cost, then its ``lamina.`` attributes (long values cut to fit ``width``).
 
     >>> spans = [{"span_id": "a", "parent_id": None, "start": "1", "name": "agent.run",
-    ...           "duration_ms": 12.5, "attributes": {"lamina.task": "2+2?"}}]
+    ...           "duration_ms": 12.5, "attributes": {"lamina.task": "2+2?"}},
+    ...          {"span_id": "b", "parent_id": "a", "start": "2", "name": "llm.chat",
+    ...           "duration_ms": 9, "attributes": {"openinference.span.kind": "LLM",
+    ...           "llm.token_count.prompt": 40, "llm.token_count.completion": 2}}]
     >>> trace_lines(spans)
-    ['agent.run  12.5 ms  task=2+2?']
+    ['agent.run  12.5 ms  task=2+2?', '  llm.chat  9 ms  [LLM] 40+2 tokens']
     """
     lines = []
     for depth, span in span_tree(spans):
+        attributes = span.get("attributes") or {}
         attrs = " ".join(
             f"{key.removeprefix('lamina.')}={value}"
-            for key, value in (span.get("attributes") or {}).items()
+            for key, value in attributes.items()
             if key.startswith("lamina.")
         )
         line = f"{'  ' * depth}{span.get('name')}  {span.get('duration_ms', 0):g} ms"
-        if attrs:
-            line += f"  {attrs}"
+        for part in (_usage(attributes), attrs):
+            if part:
+                line += f"  {part}"
         lines.append(line if len(line) <= width else line[: width - 1] + "…")
     return lines
+
+
+def trace_summaries(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per trace, newest last: its root span's name, start and duration, how many
+    spans, the tokens and cost of its LLM spans, and whether any span failed.
+
+    >>> rows = trace_summaries([
+    ...     {"trace_id": "t", "span_id": "a", "parent_id": None, "name": "lamina ask",
+    ...      "start": "1", "duration_ms": 30.0, "status": "UNSET", "attributes": {}},
+    ...     {"trace_id": "t", "span_id": "b", "parent_id": "a", "name": "llm.chat",
+    ...      "start": "2", "duration_ms": 20.0, "status": "UNSET", "attributes": {
+    ...      "llm.token_count.prompt": 40, "llm.token_count.completion": 2,
+    ...      "llm.cost.total": 0.0}}])
+    >>> [(r["name"], r["spans"], r["tokens"], r["error"]) for r in rows]
+    [('lamina ask', 2, 42, False)]
+    """
+    traces: dict[str, list[dict[str, Any]]] = {}
+    for span in spans:
+        traces.setdefault(str(span.get("trace_id")), []).append(span)
+    rows = []
+    for trace_id, members in traces.items():
+        ids = {s.get("span_id") for s in members}
+        roots = [s for s in members if s.get("parent_id") not in ids]
+        root = min(roots or members, key=lambda s: str(s.get("start", "")))
+        tokens, cost, priced = 0, 0.0, False
+        for span in members:
+            attrs = span.get("attributes") or {}
+            tokens += int(attrs.get("llm.token_count.total") or 0) or int(
+                attrs.get("llm.token_count.prompt") or 0
+            ) + int(attrs.get("llm.token_count.completion") or 0)
+            if isinstance(attrs.get("llm.cost.total"), int | float):
+                cost, priced = cost + attrs["llm.cost.total"], True
+        rows.append(
+            {
+                "trace_id": trace_id,
+                "name": root.get("name"),
+                "start": root.get("start"),
+                "duration_ms": root.get("duration_ms"),
+                "spans": len(members),
+                "tokens": tokens,
+                "cost_usd": cost if priced else None,
+                "error": any(s.get("status") == "ERROR" for s in members),
+            }
+        )
+    return sorted(rows, key=lambda r: str(r["start"]))

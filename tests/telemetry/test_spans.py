@@ -153,7 +153,11 @@ def test_a_rag_answer_is_one_trace_chain_retriever_llm(index: Index) -> None:
     records = stored(settings)
     root = named(records, "rag.ask")
     tree = [(d, r["name"]) for d, r in span_tree(stored(settings, root["trace_id"]))]
-    assert tree == [(0, "rag.ask"), (1, "retrieve"), (1, "llm.chat")]
+    assert tree == [(0, "rag.ask"), (1, "retrieve"), (2, "embed.query"), (1, "llm.chat")]
+    embedded = named(records, "embed.query")["attributes"]
+    assert embedded["openinference.span.kind"] == "EMBEDDING"
+    assert embedded["embedding.model_name"] == index.embedder.name
+    assert "embedding.embeddings.0.embedding.text" not in embedded  # capture is off
     assert root["attributes"]["openinference.span.kind"] == "CHAIN"
     assert root["attributes"]["lamina.found"] is True
     retrieved = named(records, "retrieve")["attributes"]
@@ -178,6 +182,8 @@ def test_with_capture_the_retriever_span_holds_document_text(
     assert retrieved["retrieval.documents.0.document.content"].startswith("GGUF is the file")
     meta = json.loads(retrieved["retrieval.documents.0.document.metadata"])
     assert meta["source"].endswith("gguf.md")
+    embedded = named(stored(index.settings), "embed.query")["attributes"]
+    assert embedded["embedding.embeddings.0.embedding.text"] == "Which format did GGUF replace?"
 
 
 # -- agents and the CLI ---------------------------------------------------------------------------

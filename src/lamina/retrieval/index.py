@@ -150,7 +150,7 @@ class Index:
         if self._searcher is None:
             self._searcher = Searcher(
                 self.store,
-                self.embedder,
+                spans.TracedEmbedder(self.embedder, self.settings),
                 reranker=get_reranker(self.config.reranker, self.embedder),
                 fusion=self.config.fusion,
                 alpha=self.config.alpha,
@@ -172,7 +172,7 @@ class Index:
         index longer than ``retrieval.ingest_wait_s``."""
         ingestor = Ingestor(
             self.store,
-            self.embedder,
+            spans.TracedEmbedder(self.embedder, self.settings),
             self.chunker,
             limits=self.settings.loaders,
             wait_s=self.settings.retrieval.ingest_wait_s,

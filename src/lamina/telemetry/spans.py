@@ -40,12 +40,14 @@ from lamina.settings import Settings, get_settings
 from lamina.types import ChatOptions, Completion, Message, Usage
 
 if TYPE_CHECKING:
+    from lamina.models.embeddings.base import Embedder, Vectors
     from lamina.retrieval.store.base import Hit
 
 __all__ = [
     "KIND",
     "Kind",
     "RunSpan",
+    "TracedEmbedder",
     "command",
     "current_trace_id",
     "documents_attributes",
@@ -471,3 +473,44 @@ def command(path: str, argv: Sequence[str] = ()) -> Iterator[RunSpan]:
             yield run
     finally:
         run.end()
+
+
+class TracedEmbedder:
+    """An embedder whose calls are EMBEDDING spans (``embed.query``, ``embed.documents``);
+    everything else, optional methods included, is the wrapped embedder's.
+
+    >>> from lamina.models.embeddings.hashing import HashEmbedder
+    >>> traced = TracedEmbedder(HashEmbedder(), Settings())
+    >>> traced.embed_query("hello").shape == (traced.dimension,)
+    True
+    """
+
+    def __init__(self, inner: Embedder, settings: Settings | None = None) -> None:
+        self.inner = inner
+        self.settings = settings
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return self.inner.max_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        with embedding(self.name, texts, settings=self.settings, name="embed.documents"):
+            return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> Vectors:
+        with embedding(self.name, [text], settings=self.settings, name="embed.query"):
+            return self.inner.embed_query(text)

@@ -313,3 +313,23 @@ def test_traces_list_and_show_render_runs_with_tokens(tmp_path: Path) -> None:
         lines[1].startswith("  llm.stream ")
         and f"[LLM] {attrs['llm.token_count.prompt']}+" in lines[1]
     )
+
+
+def test_chain_steps_and_model_calls_in_them_nest_with_kinds(quiet: Settings) -> None:
+    from lamina.prompts import Step
+    from lamina.prompts.tracing import Tracer
+
+    model = ScriptedModel(["forty-two"], settings=quiet)
+    tracer = Tracer(quiet)
+    chain = Step("ask", lambda x: model.chat(x).text).then(Step("shout", str.upper))
+    result = chain.run("6 * 7?", tracer=tracer)
+    tracer.flush()
+    records = stored(quiet, result.trace_id)
+    tree = [(d, r["name"], r["attributes"]["openinference.span.kind"])
+            for d, r in span_tree(records)]  # fmt: skip
+    assert tree == [
+        (0, "chain.run", "CHAIN"),
+        (1, "chain.step", "CHAIN"),
+        (2, "llm.chat", "LLM"),
+        (1, "chain.step", "CHAIN"),
+    ]

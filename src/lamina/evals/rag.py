@@ -35,6 +35,7 @@ from lamina.rag.answer import Answer, SourceRef
 from lamina.rag.citations import parse_claims, strip_markers
 from lamina.rag.pipeline import RagPipeline
 from lamina.retrieval.index import Index
+from lamina.telemetry import spans
 
 __all__ = [
     "QAItem",
@@ -244,7 +245,19 @@ def evaluate(
     *,
     judge: Judge | None = None,
 ) -> RagEvalResult:
-    """Ask every question of ``items`` and score the answers; ``judge`` adds Ragas' metrics."""
+    """Ask every question of ``items`` and score the answers; ``judge`` adds Ragas' metrics.
+    One ``eval.rag`` span holds every question's ``rag.ask`` and the judge's calls."""
+    settings = getattr(pipeline.index, "settings", None)
+    with spans.span("eval.rag", "CHAIN", settings=settings, items=len(items)):
+        return _evaluate(pipeline, items, progress, judge)
+
+
+def _evaluate(
+    pipeline: RagPipeline,
+    items: Sequence[QAItem],
+    progress: Callable[[int, ItemResult], None] | None,
+    judge: Judge | None,
+) -> RagEvalResult:
     documents = _Documents(pipeline.index)
     results = []
     for i, item in enumerate(items, start=1):

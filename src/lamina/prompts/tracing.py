@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from lamina.settings import Settings, get_settings
+from lamina.telemetry.spans import KIND
 
 __all__ = ["Tracer", "attributes"]
 
@@ -59,7 +60,10 @@ class Tracer:
         if self._tracer is None:
             yield _NoSpan()
             return
-        with self._tracer.start_as_current_span(name, attributes=attributes(attrs)) as span:
+        # CHAIN unless the caller says otherwise (an agent run sets AGENT, a tool call TOOL):
+        # every span gets an OpenInference kind, so Phoenix can lay the trace out.
+        opened = {KIND: "CHAIN", **attributes(attrs)}
+        with self._tracer.start_as_current_span(name, attributes=opened) as span:
             yield span
 
     def trace_id(self, span: Any) -> str | None:

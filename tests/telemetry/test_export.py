@@ -130,6 +130,40 @@ def test_without_capture_the_export_holds_no_text(
     assert "private" not in json.dumps(spans)
 
 
+AGENT_RUN = """
+from lamina.agents import Agent
+from lamina.models.scripted import ScriptedModel, tool_call
+from lamina.tools import get_tool
+model = ScriptedModel([tool_call("calculator", expression="6 * 7"),
+                       tool_call("final_answer", answer="The secret is 42")])
+print(Agent(model, [get_tool("calculator")]).run("What is my secret number?").answer)
+"""
+
+
+def test_an_agent_run_exports_its_steps_without_their_text(
+    receiver: tuple[str, Path], tmp_path: Path
+) -> None:
+    endpoint, out = receiver
+    env = {**os.environ, "LAMINA_HOME": str(tmp_path / "home"),
+           "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", AGENT_RUN], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0 and "42" in done.stdout, done.stderr
+    spans = wait_for(lambda: received(out))
+    assert {s["name"] for s in spans} >= {"agent.run", "agent.model", "llm.chat", "agent.tool"}
+    run = by_name(spans, "agent.run")["attributes"]
+    assert run["openinference.span.kind"] == "AGENT" and run["lamina.steps"] == 2
+    assert run["lamina.stop_reason"] == "final_answer"
+    tool = by_name(spans, "agent.tool")["attributes"]
+    assert tool["tool.name"] == "calculator" and tool["lamina.ok"] is True
+    exported = json.dumps(spans)
+    assert "secret" not in exported and "6 * 7" not in exported
+    # the local store keeps the steps' text for `lamina traces show`
+    local = "".join(p.read_text() for p in (tmp_path / "home" / "traces").glob("*.jsonl"))
+    assert "What is my secret number?" in local and "6 * 7" in local
+
+
 def test_a_down_collector_costs_a_warning_not_the_command(tmp_path: Path) -> None:
     env = {
         "LAMINA_HOME": str(tmp_path / "home"),

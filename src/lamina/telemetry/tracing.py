@@ -15,7 +15,7 @@ import json
 import os
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,9 @@ from lamina.errors import ConfigError
 from lamina.settings import Settings
 
 __all__ = [
+    "ContentFreeExporter",
     "JsonLinesSpanExporter",
+    "content_free",
     "make_tracer_provider",
     "otlp_endpoint",
     "read_spans",
@@ -125,6 +127,90 @@ def otlp_endpoint(settings: Settings) -> str | None:
     return url
 
 
+#: ``lamina.*`` text attributes that describe a run without holding its content: kept in an
+#: export without content capture. Other ``lamina.*`` text (an agent's task and observations, a
+#: chain step's input and output) stays in the local store only.
+_METADATA = frozenset(
+    [
+        "model",
+        "stop_reason",
+        "tool",
+        "role",
+        "key",
+        "finish_reason",
+        "mode",
+        "strategy",
+        "answered_by",
+        "command",
+        "chain",
+        "step",
+        "agent",
+        "session",
+        "method",
+        "out",
+        "backend",
+    ]
+)
+#: OpenInference attributes that hold content; the spans module sets them only with capture,
+#: and an export without capture drops them whatever set them.
+_CONTENT = ("input.", "output.", "llm.input_messages.", "llm.output_messages.", "tool.parameters")
+_CONTENT_PARTS = (".document.content", ".document.metadata", ".embedding.text")
+
+
+def content_free(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes fit to leave the machine without content capture: no prompt, completion,
+    document or tool-argument text, and of Lamina's own text attributes only metadata.
+
+    >>> content_free({"lamina.task": "my secret plan", "lamina.model": "local:x",
+    ...               "lamina.steps": 3, "input.value": "hi", "llm.token_count.total": 9})
+    {'lamina.model': 'local:x', 'lamina.steps': 3, 'llm.token_count.total': 9}
+    """
+    out = {}
+    for key, value in attributes.items():
+        if key.startswith(_CONTENT) or key.endswith(_CONTENT_PARTS):
+            continue
+        name = key.removeprefix("lamina.")
+        if name != key and isinstance(value, str) and name not in _METADATA:
+            continue
+        out[key] = value
+    return out
+
+
+class ContentFreeExporter(SpanExporter):
+    """Exports spans through ``inner`` with :func:`content_free` attributes: what an OTLP
+    collector receives while ``telemetry.capture_content`` is off."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export(
+            [
+                ReadableSpan(
+                    name=s.name,
+                    context=s.context,
+                    parent=s.parent,
+                    resource=s.resource,
+                    attributes=content_free(s.attributes or {}),
+                    events=s.events,
+                    links=s.links,
+                    kind=s.kind,
+                    status=s.status,
+                    start_time=s.start_time,
+                    end_time=s.end_time,
+                    instrumentation_scope=s.instrumentation_scope,
+                )
+                for s in spans
+            ]
+        )
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
 def make_tracer_provider(settings: Settings, *, batch_local: bool = True) -> TracerProvider:
     """A provider exporting to the local store and, when configured, to OTLP/HTTP.
 
@@ -145,7 +231,9 @@ def make_tracer_provider(settings: Settings, *, batch_local: bool = True) -> Tra
     if endpoint := otlp_endpoint(settings):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        otlp = OTLPSpanExporter(endpoint=endpoint)
+        otlp: SpanExporter = OTLPSpanExporter(endpoint=endpoint)
+        if not settings.telemetry.capture_content:
+            otlp = ContentFreeExporter(otlp)
         provider.add_span_processor(BatchSpanProcessor(otlp))
     return provider
 

@@ -78,9 +78,10 @@ def edge(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-#: Commands that are not one run: a server's requests are traces of their own, and reading
-#: the trace store or the key store should not add to it.
-_UNTRACED = ("serve", "traces", "keys")
+#: Commands that are not one run: a server's requests are traces of their own; reading the
+#: trace store or the key store should not add to it; doctor checks the configuration (the
+#: collector included) rather than using it.
+_UNTRACED = ("serve", "traces", "keys", "doctor")
 
 
 def _command_path(name: str) -> str:

@@ -34,14 +34,31 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from lamina.settings import Settings, get_settings
 from lamina.types import ChatOptions, Completion, Message, Usage
 
-if TYPE_CHECKING:
-    from lamina.models.embeddings.base import Embedder, Vectors
-    from lamina.retrieval.store.base import Hit
+
+class _Embedder(Protocol):
+    """``lamina.models.embeddings.base.Embedder``, restated: telemetry is the lowest layer and
+    imports nothing above it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def embed_documents(self, texts: Sequence[str]) -> Any: ...
+
+    def embed_query(self, text: str) -> Any: ...
+
 
 __all__ = [
     "KIND",
@@ -150,7 +167,7 @@ class RunSpan:
         self.attributes(completion_attributes(completion, capture=self.capture))
         return completion
 
-    def documents(self, hits: Sequence[Hit]) -> list[Hit]:
+    def documents(self, hits: Sequence[Any]) -> list[Any]:
         """Record retrieved chunks as ``retrieval.documents.N.document.*``; returns them."""
         self.attributes(documents_attributes(hits, capture=self.capture))
         return list(hits)
@@ -375,9 +392,10 @@ def record_llm(
 # -- retrieval, embeddings, tools ----------------------------------------------------------------
 
 
-def documents_attributes(hits: Sequence[Hit], *, capture: bool) -> dict[str, Any]:
-    """Retrieved chunks as ``retrieval.documents.N.document.*``: id and score always, the text
-    and where it comes from when capturing."""
+def documents_attributes(hits: Sequence[Any], *, capture: bool) -> dict[str, Any]:
+    """Retrieved chunks (:class:`~lamina.retrieval.store.base.Hit`) as
+    ``retrieval.documents.N.document.*``: id and score always, the text and where it comes
+    from when capturing."""
     out: dict[str, Any] = {"lamina.hits": len(hits)}
     for i, hit in enumerate(hits[:_MAX_ITEMS]):
         base = f"retrieval.documents.{i}.document"
@@ -485,7 +503,7 @@ class TracedEmbedder:
     True
     """
 
-    def __init__(self, inner: Embedder, settings: Settings | None = None) -> None:
+    def __init__(self, inner: _Embedder, settings: Settings | None = None) -> None:
         self.inner = inner
         self.settings = settings
 
@@ -507,10 +525,10 @@ class TracedEmbedder:
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
-    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+    def embed_documents(self, texts: Sequence[str]) -> Any:
         with embedding(self.name, texts, settings=self.settings, name="embed.documents"):
             return self.inner.embed_documents(texts)
 
-    def embed_query(self, text: str) -> Vectors:
+    def embed_query(self, text: str) -> Any:
         with embedding(self.name, [text], settings=self.settings, name="embed.query"):
             return self.inner.embed_query(text)

@@ -180,3 +180,40 @@ def test_the_report_matches_scikit_learn() -> None:
         assert (score.precision, score.recall, score.f1, score.support) == pytest.approx(
             (p[i], r[i], f[i], s[i])
         )
+
+
+def test_calibration_divides_by_the_prior_for_content_free_inputs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib
+
+    module = importlib.import_module("lamina.apps.classify")  # the package exports a function
+
+    # The text's scores, then the two content-free inputs' (N/A, [MASK]): a model that says
+    # "positive" to anything.
+    queue = [
+        {"positive": 0.7, "negative": 0.3},
+        {"positive": 0.9, "negative": 0.1},
+        {"positive": 0.8, "negative": 0.2},
+        {"positive": 0.95, "negative": 0.05},
+    ]
+    monkeypatch.setattr(module, "label_scores", lambda reply, label, labels: queue.pop(0))
+    model = ScriptedModel(default='{"label": "positive"}')
+    classifier = Classifier(LABELS, model=model)
+    result = classifier.classify("The box was damaged.")
+    assert result.calibrated and result.label == "negative"
+    prior = {"positive": 0.85, "negative": 0.15}
+    assert result.prior == pytest.approx(prior)
+    expected = 0.3 / prior["negative"] / (0.7 / prior["positive"] + 0.3 / prior["negative"])
+    assert result.confidence == pytest.approx(expected)
+    assert "<text>\nN/A\n</text>" in model.history[1][-1].content
+    assert "<text>\n[MASK]\n</text>" in model.history[2][-1].content
+    assert result.usage.prompt_tokens == sum(
+        len(m.content.split()) + 1 for call in model.history for m in call
+    )
+    # The prior is asked once per prompt: the next text costs one call.
+    assert classifier.classify("Lovely.").label == "positive"
+    assert len(model.history) == 4
+    off = Classifier(LABELS, model=ScriptedModel(default='{"label": "positive"}'), calibrate=False)
+    queue.append({"positive": 0.7, "negative": 0.3})
+    assert not off.classify("The box was damaged.").calibrated

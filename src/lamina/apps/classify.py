@@ -17,6 +17,13 @@
 over the labels' first tokens (from the top log-probabilities; ``None`` for a backend without
 them); with ``samples > 1`` (chain-of-thought with self-consistency) it is the share of
 votes; for ``knn`` the chosen label's share of the similarity-weighted votes.
+
+**Calibration** (on by default where log-probabilities exist): a small model prefers some
+labels whatever the text (SmolLM2-135M gives "positive" 0.89 for the input ``N/A``). As in
+Zhao et al. 2021 ("Calibrate Before Use"), the label probabilities for content-free inputs
+(``N/A``, ``[MASK]``) in the same prompt are the model's prior, and each label's probability
+is divided by its prior and renormalised; the label is the most probable after that. It
+costs two model calls per distinct prompt (once for zero-shot; per example set for few-shot).
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from lamina.errors import InvalidRequestError
 from lamina.models.base import ChatModel
 from lamina.models.embeddings.base import TextEmbedder
 from lamina.prompts import PromptTemplate, builtin_prompt
-from lamina.prompts.chain import add_usage
+from lamina.prompts.chain import accumulate, add_usage
 from lamina.prompts.fewshot import (
     BalancedSelector,
     Example,
@@ -61,6 +68,8 @@ Selection = Literal["similar", "balanced"]
 Style = Literal["turns", "inline"]
 
 MAX_LABELS = 50
+#: Content-free inputs whose label probabilities are the model's prior (Zhao et al. 2021).
+CONTENT_FREE = ("N/A", "[MASK]")
 MAX_LABEL_CHARS = 100
 #: Top alternatives read at the label's first token (20 is what OpenAI's API allows).
 TOP_LOGPROBS = 20
@@ -76,6 +85,10 @@ class Classification(BaseModel):
     method: Method
     #: The examples shown (few-shot) or voting (knn), most useful first.
     examples: list[str] = Field(default_factory=list)
+    #: Whether ``scores`` were divided by the model's prior for content-free inputs, and that
+    #: prior (the uncalibrated scores are proportional to ``scores`` times it).
+    calibrated: bool = False
+    prior: dict[str, float] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
 
 
@@ -125,6 +138,7 @@ class Classifier:
     samples: int = 1
     example_tokens: int = 768
     prompt: PromptTemplate | None = None
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         self.labels = check_labels(self.labels)
@@ -151,6 +165,7 @@ class Classifier:
             self.model = get_model()
         self.template = self.prompt or builtin_prompt("apps/classify")
         self._selector: Any = None
+        self._priors: dict[tuple[str, ...], dict[str, float]] = {}
 
     def _embedder(self) -> TextEmbedder:
         if self.embedder is None:
@@ -266,6 +281,27 @@ class Classifier:
                 examples=[e.input for e in shots],
                 usage=result.usage,
             )
+        label, scores = self._label(messages, usage)
+        prior: dict[str, float] = {}
+        if self.calibrate and scores:
+            prior = self._prior(shots, usage)
+            if prior:
+                scores = calibrated_scores(scores, prior)
+                label = max(self.labels, key=lambda name: scores[name])
+        return Classification(
+            label=label,
+            confidence=scores.get(label),
+            scores=scores,
+            method=self.method,
+            examples=[e.input for e in shots],
+            calibrated=bool(prior),
+            prior=prior,
+            usage=usage,
+        )
+
+    def _label(self, messages: list[Message], usage: Usage) -> tuple[str, dict[str, float]]:
+        """One constrained call: the label and the labels' probabilities (if known)."""
+        assert self.model is not None
         # {"label": "..."} is a few tokens more than the longest label.
         options = as_options(
             self.template.settings, max_tokens=16 + max(map(len, self.labels)) // 2
@@ -274,17 +310,34 @@ class Classifier:
             messages, json_schema=self._schema(), logprobs=TOP_LOGPROBS, **options
         )
         add_usage(reply.usage)
-        usage = reply.usage
+        accumulate(usage, reply.usage)
         label = _read_label(reply.text, self.labels)
-        scores = label_scores(reply, label, self.labels)
-        return Classification(
-            label=label,
-            confidence=scores.get(label),
-            scores=scores,
-            method=self.method,
-            examples=[e.input for e in shots],
-            usage=usage,
-        )
+        return label, label_scores(reply, label, self.labels)
+
+    def _prior(self, shots: Sequence[Example], usage: Usage) -> dict[str, float]:
+        """The mean label probabilities for the content-free inputs, in the same prompt."""
+        key = tuple(e.input for e in shots)
+        if key not in self._priors:
+            found = [self._label(self._messages(text, shots), usage)[1] for text in CONTENT_FREE]
+            found = [scores for scores in found if scores]
+            self._priors[key] = (
+                {name: sum(s[name] for s in found) / len(found) for name in self.labels}
+                if found
+                else {}
+            )
+        return self._priors[key]
+
+
+def calibrated_scores(scores: dict[str, float], prior: dict[str, float]) -> dict[str, float]:
+    """Each label's probability divided by its prior, renormalised. A prior is floored at 1%:
+    a label missing from the top alternatives has prior 0, and must not win by division.
+
+    >>> calibrated_scores({"pos": 0.7, "neg": 0.3}, {"pos": 0.9, "neg": 0.1})
+    {'pos': 0.20588235294117646, 'neg': 0.7941176470588235}
+    """
+    raw = {name: value / max(prior.get(name, 0.0), 0.01) for name, value in scores.items()}
+    total = sum(raw.values())
+    return {name: value / total for name, value in raw.items()} if total else scores
 
 
 def _read_label(text: str, labels: Sequence[str]) -> str:

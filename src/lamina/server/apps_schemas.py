@@ -118,6 +118,8 @@ class ClassifyResponse(_Out):
     scores: dict[str, float] = Field(description="Each label's probability where known.")
     method: Literal["zero-shot", "few-shot", "knn"]
     examples: list[str] = Field(description="The examples shown or voting, most useful first.")
+    calibrated: bool = Field(description="Scores divided by the model's content-free prior.")
+    prior: dict[str, float] = Field(description="That prior (empty when not calibrated).")
     usage: UsageOut
     model: str | None = Field(description="The served model; null for knn (no model).")
 

@@ -158,6 +158,10 @@ def classify(
         Path | None,
         typer.Option(help='Classify every line of a JSONL file {"text": ..., "label"?: gold}.'),
     ] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(help="Divide by the model's prior for content-free inputs (N/A)."),
+    ] = True,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -183,6 +187,7 @@ def classify(
         k=k,
         selection=selection,  # type: ignore[arg-type]
         samples=samples,
+        calibrate=calibrate,
     )
     if batch is None:
         result = classifier.classify(_read_text(_given(text, "the text, or --batch FILE.jsonl")))

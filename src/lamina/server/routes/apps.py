@@ -210,6 +210,7 @@ async def classify(
         method=body.method,
         k=body.k,
         samples=body.samples,
+        calibrate=body.calibrate,
         embedder=library.index.embedder if shots else None,
     )
     if served is None:  # knn: no model, but the embedder's CPU is shared, so it queues too

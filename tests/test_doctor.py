@@ -24,6 +24,7 @@ def test_doctor_json_on_a_working_install() -> None:
     assert "CPU :" in llama["system_info"] or "CPU" in llama["system_info"]
     assert "build_flags" in llama
     assert llama["amx_instructions"] == []
+    assert llama["private_api"] == []  # what batching uses is in this llama-cpp-python
     assert report["local_model"]["ok"] is True and report["local_model"]["error"] is None
     assert report["embedder"] == {"ok": True, "name": "minilm", "dimension": 384, "error": None}
     assert report["egress"] == [], "out of the box nothing leaves the machine"

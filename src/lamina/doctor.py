@@ -135,6 +135,16 @@ def _check_llama(report: Report) -> None:
             Problem(f"llama-cpp-python does not load: {exc}", "rebuild it with `make install`")
         )
         return
+    from lamina.models import llama_private
+
+    info["private_api"] = changed = llama_private.problems()
+    if changed:
+        report.problems.append(
+            Problem(
+                f"this llama-cpp-python lacks what Lamina's batching uses: {changed[0]}",
+                "reinstall the pinned version with `make install`",
+            )
+        )
     found: list[str] = []
     try:
         for library in native.library_files():

@@ -35,6 +35,7 @@ import numpy as np
 
 from lamina.errors import InvalidRequestError
 from lamina.evals.run import EvalRun, RunMeta
+from lamina.models.llama_private import llama_model
 from lamina.settings import Settings, get_settings
 
 __all__ = ["gguf_for_spec", "perplexity", "windows"]
@@ -133,7 +134,7 @@ def perplexity(
         raise InvalidRequestError(f"--ctx {ctx} is too small: a window needs 2 tokens or more.")
     llama = _load(model_path, ctx, settings)
     try:
-        model = llama._model
+        model = llama_model(llama)
         bos_id = int(model.token_bos())
         bos = bool(model.add_bos_token()) and bos_id != -1
         tokens = list(model.tokenize(text.encode("utf-8"), add_bos=False, special=False))

@@ -30,6 +30,7 @@ import numpy as np
 
 from lamina.errors import InvalidRequestError, ModelNotFoundError
 from lamina.models.base import BaseChatModel, Prompt, join_tool_calls
+from lamina.models.llama_private import llama_context, llama_model
 from lamina.models.native import ensure_runtime
 from lamina.models.toolcalls import OutputScanner, call_id, render_messages, tool_grammar
 from lamina.settings import Settings
@@ -157,7 +158,7 @@ class LocalModel(BaseChatModel):
             n_threads_batch=cfg.n_threads or os.cpu_count(),
             verbose=False,
         )
-        self._prompter = GgufPrompter(llama._model, path)
+        self._prompter = GgufPrompter(llama_model(llama), path)
         self._llama = llama
 
     # -- tokens ---------------------------------------------------------------------------------
@@ -213,7 +214,7 @@ class LocalModel(BaseChatModel):
         import llama_cpp
 
         return self.prompter.logprob(
-            llama_cpp.llama_get_logits_ith(self.llama._ctx.ctx, -1), token, top
+            llama_cpp.llama_get_logits_ith(llama_context(self.llama), -1), token, top
         )
 
     def _stream(self, messages: list[Message], options: ChatOptions) -> Iterator[Delta]:
@@ -268,7 +269,8 @@ class LocalModel(BaseChatModel):
 class GgufPrompter:
     """What a GGUF file says about talking to it: chat template, tokenizer, vocabulary.
 
-    Shared by the local backends; built from a loaded ``llama_cpp._internals.LlamaModel``.
+    Shared by the local backends; built from llama.cpp's model object
+    (:func:`lamina.models.llama_private.llama_model` or ``load_model``).
     Tokenizing only reads the vocabulary, so it is safe from any thread while a context decodes.
     """
 

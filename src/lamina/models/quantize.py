@@ -2,9 +2,10 @@
 
 Used to serve the bundled Q4_1 file in a format ggml repacks for its batched CPU kernels
 (the ``local.batched_format`` setting; docs/benchmarks.md says what each format costs in
-quality), by ``lamina tune``'s export, and by anything else that needs another quantization. The result lands under
-``$LAMINA_HOME/models`` with the source's SHA-256 and the target type in its name, written to
-a temporary file and renamed, so a crash never leaves a half-written model behind.
+quality), by ``lamina tune``'s export, and by anything else that needs another quantization.
+The result lands under ``$LAMINA_HOME/models`` with the source's SHA-256 and the target type
+in its name, written to a temporary file and renamed, so a crash never leaves a half-written
+model behind.
 
 >>> ftype("q4_0") == ftype("Q4_0")
 True

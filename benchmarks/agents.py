@@ -20,7 +20,9 @@ Systems, in one run, each with at most ``--max-steps`` (8) model calls per task:
     three Lamina tools wrapped as ``smolagents.Tool``\ s; ``--no-smolagents`` skips it;
 (c) Lamina's agent on any OpenAI-compatible model, with ``--openai-model openai:NAME[@URL]``.
 
-Both servers and agents run with the response cache off.
+Both systems run with the response cache off. On a machine other work keeps busy, set
+``LAMINA_LOCAL__N_THREADS=1`` (both systems read it): llama.cpp's threads wait for each other,
+and with every core contended a call can take ten times longer than on one thread.
 
     python benchmarks/agents.py [--limit N] [--per-kind N] [--kinds arithmetic,documents]
                                 [--answer tool|text] [--max-steps 8] [--json results.json]
@@ -87,7 +89,12 @@ def _show(outcome: Outcome) -> None:
 
 
 def run_lamina(
-    tasks: list[AgentTask], spec: str, index: Path, answer: str = "tool", max_steps: int = 8
+    tasks: list[AgentTask],
+    spec: str,
+    index: Path,
+    answer: str = "tool",
+    max_steps: int = 8,
+    timeout_s: float = 300.0,
 ) -> list[Outcome]:
     """(a) and (c): Lamina's agent with the model ``spec`` on every task."""
     settings = get_settings().model_copy(update={"cache": False})
@@ -100,6 +107,7 @@ def run_lamina(
         settings=settings,
         answer=answer,  # type: ignore[arg-type]
         max_steps=max_steps,
+        timeout_s=timeout_s,
         progress=lambda done, total, outcome: _show(outcome),
     )
 
@@ -305,6 +313,12 @@ def main() -> None:
     parser.add_argument("--model", default="local", help="(a) and (b): the model spec")
     parser.add_argument("--answer", default="tool", choices=["tool", "text"])
     parser.add_argument("--max-steps", type=int, default=8)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        help="(a), (c): seconds per task (smolagents has no such limit, so the default is high)",
+    )
     parser.add_argument("--openai-model", help="(c): e.g. openai:gpt-4o-mini or NAME@URL")
     parser.add_argument("--smolagents", metavar="URL", help="(b): a running lamina serve")
     parser.add_argument("--no-smolagents", action="store_true", help="Skip (b).")
@@ -318,8 +332,8 @@ def main() -> None:
     )
     print(
         f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, load "
-        f"{os.getloadavg()[0]:.1f}; Python {platform.python_version()}, {versions}; "
-        f"{len(tasks)} tasks",
+        f"{os.getloadavg()[0]:.1f}; llama.cpp threads {get_settings().local.n_threads or 'all'}; "
+        f"Python {platform.python_version()}, {versions}; {len(tasks)} tasks",
         file=sys.stderr,
     )
     results: dict[str, dict[str, Any]] = {}
@@ -328,7 +342,7 @@ def main() -> None:
         index = build_index(Path(tmp) / "index")
         name = f"(a) lamina agent, {args.model}"
         print(name, file=sys.stderr)
-        ran = run_lamina(tasks, args.model, index, args.answer, args.max_steps)
+        ran = run_lamina(tasks, args.model, index, args.answer, args.max_steps, args.timeout)
         results[name], outcomes[name] = summarize(ran), [asdict(o) for o in ran]
         name = f"(b) smolagents ToolCallingAgent, {args.model} via lamina serve"
         if args.no_smolagents:
@@ -344,7 +358,9 @@ def main() -> None:
         name = f"(c) lamina agent, {args.openai_model or 'an OpenAI-compatible model'}"
         if args.openai_model:
             print(name, file=sys.stderr)
-            ran = run_lamina(tasks, args.openai_model, index, args.answer, args.max_steps)
+            ran = run_lamina(
+                tasks, args.openai_model, index, args.answer, args.max_steps, args.timeout
+            )
             results[name], outcomes[name] = summarize(ran), [asdict(o) for o in ran]
         else:
             results[name] = {"skipped": "none configured (--openai-model)"}

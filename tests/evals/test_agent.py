@@ -198,18 +198,19 @@ def test_cli_json_report_and_gate(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_the_bundled_model_on_three_suite_tasks(tmp_path: Path) -> None:
-    """The issue's own task and two more: every local tool call valid (the grammar), the
+@pytest.mark.timeout(900)  # seconds on a quiet machine; a loaded 2-core one takes minutes
+def test_the_bundled_model_on_two_suite_tasks(tmp_path: Path) -> None:
+    """The issue's own task and one more: every local tool call valid (the grammar), the
     calculator called, the run complete."""
-    chosen = [t for t in load_tasks(SUITE, ["arithmetic"])][:3]
-    tasks = _write(tmp_path / "three.jsonl", *(t.model_dump() for t in chosen))
+    chosen = load_tasks(SUITE, ["arithmetic"], limit=2)
+    tasks = _write(tmp_path / "two.jsonl", *(t.model_dump() for t in chosen))
     done = lamina(
         "eval", "agent", "--tasks", str(tasks), "--model", "local", "--tools", "calculator",
-        "--json",
+        "--json", timeout=880,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     run = json.loads(done.stdout)
-    assert run["tasks"] == 3 and run["calls"] >= 3
+    assert run["tasks"] == 2 and run["calls"] >= 2
     assert run["valid_calls"] == 1.0, [i["invalid"] for i in run["items"]]
     assert any("calculator" in i["tools_used"] for i in run["items"])
     assert run["meta"]["settings"]["model"].startswith("local:")

@@ -161,6 +161,7 @@ def _sdk(base: str) -> openai.OpenAI:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(900)  # about a minute on a quiet machine
 def test_openai_sdk_and_langchain_call_tools_on_the_real_local_model() -> None:
     from langchain_core.messages import AIMessageChunk
     from langchain_openai import ChatOpenAI
@@ -265,6 +266,7 @@ def test_openai_sdk_and_langchain_call_tools_on_the_real_local_model() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(900)
 def test_smolagents_tool_calling_agent_runs_on_lamina_serve() -> None:
     from smolagents import OpenAIServerModel, ToolCallingAgent, tool
 

@@ -246,9 +246,11 @@ def run_suite(
     settings: Settings | None = None,
     answer: Literal["tool", "text"] = "tool",
     max_steps: int = 8,
+    timeout_s: float = 300.0,
     progress: Callable[[int, int, Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Lamina's agent with ``model`` and ``tools`` on every task, each scored."""
+    """Lamina's agent with ``model`` and ``tools`` on every task, each scored (``timeout_s``
+    of wall clock per task, as ``AgentConfig.timeout_s``)."""
     from lamina.agents import Agent, AgentConfig
 
     recording = RecordingModel(model)
@@ -258,7 +260,7 @@ def run_suite(
         agent = Agent(
             recording,
             tools,
-            config=AgentConfig(answer=answer, max_steps=max_steps),
+            config=AgentConfig(answer=answer, max_steps=max_steps, timeout_s=timeout_s),
             settings=settings,
         )
         started = time.perf_counter()

@@ -73,3 +73,24 @@ def test_public_api_all_is_complete() -> None:
     assert public - {"annotations"} <= set(lamina.__all__)
     for name in lamina.__all__:
         assert hasattr(lamina, name)
+
+
+def test_every_setting_is_in_the_readme_settings_table() -> None:
+    from pydantic import BaseModel
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    missing = []
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            for key in section.model_fields:
+                if not any(
+                    f"`{name}.{key}`" in row or (f"`{name}." in row and f"`{key}`" in row)
+                    for row in rows
+                ):
+                    missing.append(f"{name}.{key}")
+        elif not any(f"`{name}`" in row or f"`{name}," in row for row in rows):
+            missing.append(name)
+    assert missing == [], f"add these to the README's settings table: {missing}"

@@ -217,3 +217,12 @@ def test_calibration_divides_by_the_prior_for_content_free_inputs(
     off = Classifier(LABELS, model=ScriptedModel(default='{"label": "positive"}'), calibrate=False)
     queue.append({"positive": 0.7, "negative": 0.3})
     assert not off.classify("The box was damaged.").calibrated
+    # Few-shot is not calibrated unless asked: its examples already move the prior.
+    shots = Classifier(
+        LABELS,
+        model=ScriptedModel(default='{"label": "positive"}'),
+        examples=EXAMPLES,
+        embedder=HashEmbedder(),
+    )
+    queue.append({"positive": 0.7, "negative": 0.3})
+    assert not shots.classify("The box was damaged.").calibrated

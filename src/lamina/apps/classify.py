@@ -18,12 +18,15 @@ over the labels' first tokens (from the top log-probabilities; ``None`` for a ba
 them); with ``samples > 1`` (chain-of-thought with self-consistency) it is the share of
 votes; for ``knn`` the chosen label's share of the similarity-weighted votes.
 
-**Calibration** (on by default where log-probabilities exist): a small model prefers some
+**Calibration** (on by default for zero-shot, where log-probabilities exist; ``calibrate``
+turns it on or off for any method): a small model prefers some
 labels whatever the text (SmolLM2-135M gives "positive" 0.89 for the input ``N/A``). As in
 Zhao et al. 2021 ("Calibrate Before Use"), the label probabilities for content-free inputs
 (``N/A``, ``[MASK]``) in the same prompt are the model's prior, and each label's probability
 is divided by its prior and renormalised; the label is the most probable after that. It
 costs two model calls per distinct prompt (once for zero-shot; per example set for few-shot).
+On the topic set of ``benchmarks/apps.py`` it lifts zero-shot accuracy from 0.25 to 0.39 but
+lowers few-shot from 0.82 to 0.71 (the examples already correct the prior), hence the default.
 """
 
 from __future__ import annotations
@@ -138,7 +141,8 @@ class Classifier:
     samples: int = 1
     example_tokens: int = 768
     prompt: PromptTemplate | None = None
-    calibrate: bool = True
+    #: Divide by the content-free prior; ``None``: for zero-shot only.
+    calibrate: bool | None = None
 
     def __post_init__(self) -> None:
         self.labels = check_labels(self.labels)
@@ -283,7 +287,8 @@ class Classifier:
             )
         label, scores = self._label(messages, usage)
         prior: dict[str, float] = {}
-        if self.calibrate and scores:
+        calibrate = self.method == "zero-shot" if self.calibrate is None else self.calibrate
+        if calibrate and scores:
             prior = self._prior(shots, usage)
             if prior:
                 scores = calibrated_scores(scores, prior)

@@ -43,6 +43,7 @@ TONES = ("neutral", "friendly", "formal", "firm")
 #: Roughly how many words each length asks for.
 WORDS = {"short": 60, "medium": 120, "long": 220}
 MAX_FACTS = 3
+SUBJECT_CHARS = 120
 
 
 class Email(BaseModel):
@@ -145,16 +146,20 @@ def _write(
 ) -> EmailDraft:
     template = builtin_prompt(template_name)
     prompt = template.render(**variables, facts=[f.model_dump() for f in facts])
+    body_chars = max_tokens * 3
     schema = {
         "type": "object",
         "properties": {
-            "subject": {"type": "string", "maxLength": 120},
-            "body": {"type": "string", "minLength": 1, "maxLength": max_tokens * 4},
+            "subject": {"type": "string", "maxLength": SUBJECT_CHARS},
+            "body": {"type": "string", "minLength": 1, "maxLength": body_chars},
         },
         "required": ["subject", "body"],
     }
+    # A token is at least one character: with this many, the grammar can always close the
+    # JSON, even when a small model fills the body to its limit.
+    budget = SUBJECT_CHARS + body_chars + 32
     completion = model.chat(
-        prompt, json_schema=schema, **as_options(template.settings, max_tokens=max_tokens)
+        prompt, json_schema=schema, **as_options(template.settings, max_tokens=budget)
     )
     add_usage(completion.usage)
     usage = Usage()

@@ -149,9 +149,12 @@ def summarize(
                 prompt = map_prompt.render(
                     title=title, text=" ".join(chunk.text.split()), points=per_section
                 )
-                tokens = per_section * (MAX_POINT_CHARS // 3) + 16
+                # A token is at least one character: room for every point at its longest, so
+                # the grammar can always close the JSON.
+                tokens = per_section * (MAX_POINT_CHARS + 8) + 16
                 reply = ask(prompt, _points_schema(per_section), map_prompt.settings, tokens)
-                new = [_Point(_clean(p, title), [i]) for p in _strings(reply) if _clean(p)]
+                cleaned = [_clean(p, title) for p in _strings(reply)]
+                new = [_Point(p, [i]) for p in cleaned if p]
                 span.set_attribute("lamina.points", json.dumps([p.text for p in new]))
                 points.extend(new)
             if progress is not None:
@@ -249,7 +252,8 @@ def _reduce(
             "required": ["text", "from"],
         }
         rendered = prompt.render(points=[p.text for p in batch], most=share)
-        reply = ask(rendered, _points_schema(share, item), prompt.settings, share * 110 + 16)
+        tokens = share * (MAX_POINT_CHARS + 48) + 16  # the text at its longest, and "from"
+        reply = ask(rendered, _points_schema(share, item), prompt.settings, tokens)
         made = reply.get("points") if isinstance(reply, dict) else None
         for entry in made if isinstance(made, list) else []:
             if not isinstance(entry, dict) or not str(entry.get("text", "")).strip():
@@ -272,12 +276,16 @@ def _clean(text: str, title: str = "") -> str:
 
     >>> _clean("2. RAG > Chunking > Chunks overlap by a sentence.", "rag.md > RAG > Chunking")
     'Chunks overlap by a sentence.'
+    >>> _clean("RAG > Chunking", "rag.md > RAG > Chunking")
+    ''
     """
     text = _MARKER.sub("", text.strip())
     parts = text.split(" > ")
     known = {part.strip() for part in title.split(" > ")}
     while len(parts) > 1 and parts[0].strip() in known:
         parts.pop(0)
+    if len(parts) == 1 and parts[0].strip() in known:
+        return ""  # a heading, not a point
     return _MARKER.sub("", " > ".join(parts).strip())
 
 

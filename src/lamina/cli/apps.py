@@ -159,9 +159,12 @@ def classify(
         typer.Option(help='Classify every line of a JSONL file {"text": ..., "label"?: gold}.'),
     ] = None,
     calibrate: Annotated[
-        bool,
-        typer.Option(help="Divide by the model's prior for content-free inputs (N/A)."),
-    ] = True,
+        bool | None,
+        typer.Option(
+            help="Divide by the model's prior for content-free inputs (N/A); default: for "
+            "zero-shot only."
+        ),
+    ] = None,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

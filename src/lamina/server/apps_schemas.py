@@ -109,8 +109,10 @@ class ClassifyRequest(_In):
     )
     k: int = Field(4, ge=1, le=16, description="Examples shown (few-shot) or voting (knn).")
     samples: int = Field(1, ge=1, le=5, description="Chain-of-thought samples; more than 1 votes.")
-    calibrate: bool = Field(
-        True, description="Divide by the model's prior for content-free inputs (N/A)."
+    calibrate: bool | None = Field(
+        None,
+        description="Divide by the model's prior for content-free inputs (N/A); "
+        "null: for zero-shot only.",
     )
     model: ModelField = ""
 

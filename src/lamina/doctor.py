@@ -105,9 +105,28 @@ def _egress(settings: Settings) -> list[str]:
             found.append(_URL_CREDENTIALS.sub("***@", f"model {spec}: {url}"))
         elif backend == "anthropic":
             found.append(f"model {spec}: {settings.anthropic.base_url}")
-    if settings.server.otlp_endpoint:
-        found.append(f"traces (server.otlp_endpoint): {settings.server.otlp_endpoint}")
+    found.extend(_telemetry_egress(settings))
     return list(dict.fromkeys(found))
+
+
+def _telemetry_egress(settings: Settings) -> list[str]:
+    """The trace collector (the setting or the OTEL_EXPORTER_OTLP_* variables every process
+    honours) and an online W&B server."""
+    from lamina.errors import ConfigError
+    from lamina.telemetry.tracing import otlp_endpoint
+
+    found = []
+    source = "server.otlp_endpoint" if settings.server.otlp_endpoint else "OTEL_EXPORTER_OTLP_*"
+    try:
+        endpoint = otlp_endpoint(settings)
+    except ConfigError as exc:
+        endpoint = f"refused: {exc}"
+    if endpoint:
+        found.append(f"traces ({source}): {_URL_CREDENTIALS.sub('***@', endpoint)}")
+    mode = settings.telemetry.wandb_mode or os.environ.get("WANDB_MODE", "offline")
+    if settings.telemetry.wandb and mode == "online":
+        found.append("tuning and eval runs (telemetry.wandb, online): your W&B server")
+    return found
 
 
 def _check_llama(report: Report) -> None:

@@ -333,3 +333,17 @@ def test_chain_steps_and_model_calls_in_them_nest_with_kinds(quiet: Settings) ->
         (2, "llm.chat", "LLM"),
         (1, "chain.step", "CHAIN"),
     ]
+
+
+def test_doctor_lists_the_collector_and_an_online_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lamina.doctor import _egress
+
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "WANDB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    assert _egress(Settings(telemetry={"wandb": True})) == []  # offline W&B sends nothing
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://user:pw@phoenix.lan:6006")
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert _egress(Settings(telemetry={"wandb": True})) == [
+        "traces (OTEL_EXPORTER_OTLP_*): http://***@phoenix.lan:6006/v1/traces",
+        "tuning and eval runs (telemetry.wandb, online): your W&B server",
+    ]

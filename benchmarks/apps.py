@@ -4,8 +4,8 @@ No PyPI package this project installs ships a small labelled text set (nltk's co
 ``datasets`` hub sets are downloads, which the machines here cannot make), so the sets are
 written from the sample corpus and are in ``samples/apps/``:
 
-- ``topics.jsonl`` (136 items, 7 labels): every sentence of at least six words of the seven
-  documents of ``samples/corpus`` labelled with its document's topic (95), and the questions
+- ``topics.jsonl`` (135 items, 7 labels): every sentence of at least six words of the seven
+  documents of ``samples/corpus`` labelled with its document's topic (94), and the questions
   of ``samples/qa.jsonl`` and ``samples/qa_dev.jsonl`` that name a source document, labelled
   the same way (41). The labels are where the text comes from, not anyone's judgement;
   ``--write-set`` rebuilds the file from the corpus.
@@ -16,7 +16,10 @@ Classification: zero-shot (the labels alone), few-shot (the 4 most similar examp
 turns) and embedding kNN (the 4 nearest examples by MiniLM, no LLM), scored with
 :func:`lamina.apps.classify.report` (accuracy, macro F1). Few-shot and kNN take their
 examples from the other half of the set (two folds: items alternate between them), so no
-item is ever its own example. Summaries: ``summarize(length="short", style="prose")`` of each
+item is ever its own example. The LLM methods run calibrated (see
+:mod:`lamina.apps.classify`); the uncalibrated label is read from the same result, so each
+gets two rows from one set of calls. ``--limit N`` has the LLM methods classify N items
+(balanced over the labels; kNN always takes all). Summaries: ``summarize(length="short", style="prose")`` of each
 document against its reference, ROUGE-1/2/L F (``rouge-score`` with the stemmer, as
 ``lamina eval gen`` computes it), beside the lead-3 baseline (the first three sentences).
 

@@ -169,6 +169,7 @@ def _write(
         subject, body = str(data["subject"]).strip(), str(data["body"]).strip()
     except (ValueError, KeyError, TypeError):
         subject, body = "", completion.text.strip()  # an API model ignoring the schema
+    body = cut_loop(body)
     signature = str(variables.get("signature", "")).strip()
     if signature and not body.endswith(signature):
         # Small models often forget to sign; the name is the user's, so it is added as given.
@@ -181,6 +182,23 @@ def _write(
         facts=facts,
         usage=usage,
     )
+
+
+def cut_loop(text: str, run: int = 5) -> str:
+    """``text`` up to where a small model starts looping: ``run`` words in a row of one shape
+    (the same word, or the same word but for its digits: ``3pm 4pm 5pm ...``).
+
+    >>> cut_loop("See you Friday at 3pm at 4pm 5pm 6pm 7pm 8pm 9pm. Best")
+    'See you Friday at 3pm at'
+    >>> cut_loop("Thanks, that works.")
+    'Thanks, that works.'
+    """
+    words = text.split(" ")
+    shapes = [re.sub(r"\d+", "#", w.strip(".,;:!?").lower()) for w in words]
+    for i in range(len(shapes) - run + 1):
+        if shapes[i] and len(set(shapes[i : i + run])) == 1:
+            return " ".join(words[:i]).rstrip(" ,;:")
+    return text
 
 
 def _check(tone: str, length: str) -> None:

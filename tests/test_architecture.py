@@ -24,7 +24,14 @@ LAYERS: list[tuple[str, ...]] = [
     ("lamina.agents", "lamina.rag", "lamina.apps", "lamina.feedback"),
     ("lamina.retrieval", "lamina.prompts", "lamina.tools"),
     ("lamina.models",),
-    ("lamina.types", "lamina.errors", "lamina.settings", "lamina.telemetry", "lamina.registry"),
+    (
+        "lamina.types",
+        "lamina.errors",
+        "lamina.settings",
+        "lamina.telemetry",
+        "lamina.registry",
+        "lamina.jsonschemas",
+    ),
 ]
 # The package root re-exports the public API of the core and the model layer.
 ROOT_MODULE = "lamina"

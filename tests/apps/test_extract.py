@@ -49,15 +49,28 @@ def test_two_bad_replies_raise_naming_the_problem() -> None:
 @pytest.mark.parametrize(
     ("schema", "problem"),
     [
-        ([], "must be a JSON object"),
-        ({"type": "nope"}, "not valid JSON Schema"),
-        ({"$ref": "https://evil.example/schema.json"}, "remote schemas"),
-        ({"description": "x" * 40_000}, "bytes; at most"),
+        ([], "must be a JSON Schema object"),
+        ({"type": "nope"}, "not a valid JSON Schema"),
+        ({"$ref": "https://evil.example/schema.json"}, "only local references"),
+        ({"$ref": "HTTP://evil.example/schema.json"}, "only local references"),
+        ({"items": {"$dynamicRef": "file:///etc/passwd"}}, "only local references"),
+        ({"description": "x" * 40_000}, "bytes of JSON"),
     ],
 )
 def test_bad_schemas_are_refused(schema: object, problem: str) -> None:
     with pytest.raises(InvalidRequestError, match=problem):
         check_schema(schema)
+
+
+def test_validation_never_fetches_a_reference() -> None:
+    from referencing.exceptions import Unresolvable
+
+    from lamina.jsonschemas import validator
+
+    # Even a schema that skipped check(): an unknown reference fails, nothing is opened.
+    schema = {"type": "object", "properties": {"a": {"$ref": "file:///etc/hostname"}}}
+    with pytest.raises(Unresolvable):
+        list(validator(schema).iter_errors({"a": 1}))
 
 
 def test_a_schema_file_is_read_and_checked(tmp_path: Path) -> None:

@@ -108,10 +108,14 @@ def test_inputs_over_the_limits_are_refused(server: httpx.Client) -> None:
     [
         ("a string", "Invalid request"),
         ([{"type": "object"}], "Invalid request"),
-        ({"type": "nope"}, "not valid JSON Schema"),
-        ({"type": "object", "properties": {"x": {"type": 5}}}, "properties.x.type"),
-        ({"type": "object", "required": "name"}, "not valid JSON Schema"),
-        ({"$ref": "http://169.254.169.254/latest/meta-data"}, "remote"),
+        ({"type": "nope"}, "not a valid JSON Schema"),
+        ({"type": "object", "properties": {"x": {"type": 5}}}, "['properties']['x']['type']"),
+        ({"type": "object", "required": "name"}, "not a valid JSON Schema"),
+        ({"$ref": "http://169.254.169.254/latest/meta-data"}, "only local references"),
+        # jsonschema would open these itself (urlopen reads file:// too): nothing is fetched.
+        ({"$ref": "HTTP://127.0.0.1:9/meta"}, "only local references"),
+        ({"properties": {"a": {"$ref": "file:///etc/passwd"}}}, "only local references"),
+        ({"properties": {"a": {"$dynamicRef": "https://example.com/s"}}}, "only local"),
         (
             {
                 "properties": {
@@ -150,7 +154,7 @@ def test_inputs_over_the_limits_are_refused(server: httpx.Client) -> None:
                     }
                 }
             },
-            "deeper",
+            "levels deep",
         ),
         ({"type": "object", "description": "d" * 40_000}, "bytes"),
     ],
@@ -160,6 +164,15 @@ def test_a_schema_that_is_not_json_schema_is_refused(
 ) -> None:
     r = server.post("/v1/apps/extract", json={"text": "Bo is 7.", "schema": schema})
     refused(r, 400, problem)
+
+
+def test_a_deeply_nested_schema_is_a_400_not_a_500(server: httpx.Client) -> None:
+    # 600 levels: a recursive depth check (or json.dumps) would hit Python's recursion limit.
+    deep = '{"type":"object","properties":{"x":' * 300 + "{}" + "}}" * 300
+    body = '{"text": "Bo is 7.", "schema": ' + deep + "}"
+    r = server.post("/v1/apps/extract", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code in (400, 422), r.text
+    assert "deep" in r.text or "depth" in r.text or "recursion" in r.text.lower(), r.text
 
 
 def test_labels_are_checked(server: httpx.Client) -> None:

@@ -592,3 +592,23 @@ def test_scripted_calls_by_turn_stream_and_cache(settings: Settings) -> None:
         "a",
         "b",
     ]
+
+
+def test_unusual_but_valid_tool_schemas_render_and_build_a_grammar_or_a_clear_error() -> None:
+    # From an API client: `true` as a property schema, an empty enum, a list of types.
+    odd = ToolSpec(
+        name="odd",
+        description="Odd but valid.",
+        parameters={
+            "type": "object",
+            "properties": {"x": True, "y": {"enum": []}, "z": {"type": ["integer", "null"]}},
+            "required": ["x", "y", "z"],
+        },
+    )
+    options = ChatOptions(tools=[odd], tool_choice="required")
+    system = render_messages([Message.user("go")], options)[0].content
+    assert render_call("odd", json.dumps({"x": "...", "y": "...", "z": 1})) in system
+    try:
+        assert tool_grammar(options)
+    except InvalidRequestError as error:  # llama.cpp's converter may refuse; never a crash
+        assert "schema" in str(error).lower()

@@ -140,15 +140,18 @@ def _example_call(tool: ToolSpec) -> str:
     values: dict[str, Any] = {}
     properties = tool.parameters.get("properties", {})
     for name in tool.parameters.get("required", list(properties)):
-        schema = properties.get(name, {})
-        if schema.get("examples"):
-            values[name] = schema["examples"][0]
-        elif "enum" in schema:
-            values[name] = schema["enum"][0]
+        # Any valid schema may come from an API client: `true`, an empty enum, a list of types.
+        schema = properties.get(name)
+        schema = schema if isinstance(schema, dict) else {}
+        examples, choices, kind = schema.get("examples"), schema.get("enum"), schema.get("type")
+        if isinstance(examples, list) and examples:
+            values[name] = examples[0]
+        elif isinstance(choices, list) and choices:
+            values[name] = choices[0]
         else:
-            values[name] = {"integer": 1, "number": 1.5, "boolean": True}.get(
-                schema.get("type", ""), "..."
-            )
+            kind = kind[0] if isinstance(kind, list) and kind else kind
+            placeholders: dict[Any, Any] = {"integer": 1, "number": 1.5, "boolean": True}
+            values[name] = placeholders.get(kind if isinstance(kind, str) else "", "...")
     return render_call(tool.name, json.dumps(values))
 
 

@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
+from lamina import jsonschemas
 from lamina.errors import InvalidRequestError
 from lamina.types import (
     ChatOptions,
@@ -230,22 +230,6 @@ class ToolIn(BaseModel):
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def _depth(value: Any) -> int:
-    """How deeply JSON containers nest, without recursion (a hostile schema may be deep).
-
-    >>> _depth({"a": [{"b": 1}]}), _depth(3)
-    (3, 0)
-    """
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in children)
-    return deepest
-
-
 def check_parameters(schema: dict[str, Any], where: str) -> None:
     """Refuse a tool's ``parameters`` that is not a usable JSON Schema object: too large, too
     deep, not a valid schema, or not describing an object. Raises InvalidRequestError.
@@ -256,79 +240,19 @@ def check_parameters(schema: dict[str, Any], where: str) -> None:
     ...
     lamina.errors.InvalidRequestError: p must describe an object (type 'object'); got type 'string'.
     """
-    size = len(json.dumps(schema, separators=(",", ":")))
-    if size > MAX_SCHEMA_BYTES:
-        raise InvalidRequestError(
-            f"{where} is {size} bytes of JSON; the limit is {MAX_SCHEMA_BYTES}. Describe the "
-            f"arguments with a smaller schema."
-        )
-    depth = _depth(schema)
-    if depth > MAX_SCHEMA_DEPTH:
-        raise InvalidRequestError(
-            f"{where} nests {depth} levels deep; the limit is {MAX_SCHEMA_DEPTH}."
-        )
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as error:
-        path = "".join(f"[{p!r}]" for p in error.path)
-        raise InvalidRequestError(
-            f"{where}{path} is not a valid JSON Schema: {error.message[:200]}. Give the "
-            f"arguments as a JSON Schema object, e.g. "
-            f'{{"type": "object", "properties": {{"city": {{"type": "string"}}}}}}.'
-        ) from None
+    jsonschemas.check(schema, where, max_bytes=MAX_SCHEMA_BYTES, max_depth=MAX_SCHEMA_DEPTH)
     kind = schema.get("type", "object")
     if kind != "object":
         raise InvalidRequestError(
             f"{where} must describe an object (type 'object'); got type {kind!r}."
         )
     for key in ("minItems", "minLength", "minProperties"):
-        bound = _largest(schema, key)
+        bound = jsonschemas.largest(schema, key)
         if bound > MAX_MIN_BOUND:
             raise InvalidRequestError(
                 f"{where} asks for {key}={bound}; the limit is {MAX_MIN_BOUND} (no reply that "
                 f"long fits a context window)."
             )
-    for key in ("$ref", "$dynamicRef"):
-        ref = _find_key(schema, key)
-        if ref is not None and not ref.startswith("#"):
-            raise InvalidRequestError(
-                f"{where} refers to {ref[:100]!r}: only local references ('#/...') are "
-                f"allowed; nothing is fetched."
-            )
-
-
-def _largest(value: Any, key: str) -> int:
-    """The largest integer value of ``key`` anywhere in a JSON value (0 when none).
-
-    >>> _largest({"a": {"minItems": 3}, "b": [{"minItems": 7}]}, "minItems")
-    7
-    """
-    largest, stack = 0, [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            found = item.get(key)
-            if isinstance(found, int | float) and not isinstance(found, bool):
-                largest = max(largest, int(found))
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return largest
-
-
-def _find_key(value: Any, key: str) -> str | None:
-    """The first string value of ``key`` anywhere in a JSON value whose value is not local."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            found = item.get(key)
-            if isinstance(found, str) and not found.startswith("#"):
-                return found
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return None
 
 
 class StreamOptions(BaseModel):
@@ -522,12 +446,19 @@ def json_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None
             raise InvalidRequestError(
                 "response_format.json_schema.schema must be a JSON Schema object."
             )
-        return schema
+        return jsonschemas.check(  # type: ignore[no-any-return]
+            schema,
+            "response_format.json_schema.schema",
+            max_bytes=MAX_SCHEMA_BYTES,
+            max_depth=MAX_SCHEMA_DEPTH,
+        )
     if kind == "json_object":
         schema = response_format.get("schema") or {"type": "object"}
         if not isinstance(schema, dict):
             raise InvalidRequestError("response_format.schema must be a JSON Schema object.")
-        return schema
+        return jsonschemas.check(  # type: ignore[no-any-return]
+            schema, "response_format.schema", max_bytes=MAX_SCHEMA_BYTES, max_depth=MAX_SCHEMA_DEPTH
+        )
     raise InvalidRequestError(
         f"response_format type {kind!r} is not supported; use 'text', 'json_object' or "
         f"'json_schema'."

@@ -87,6 +87,13 @@ def test_copied_list_numbers_and_titles_are_dropped_and_plain_text_replies_are_p
     ]
 
 
+def test_points_where_a_small_model_loops_are_dropped() -> None:
+    loops = points("1.1.1.1.1.1.1.1", "1. 1. 1. 1. 1. 1.", "Guide > Use > Guide > Use > Guide")
+    model = ScriptedModel([loops, points("Ask a question; answers cite their sources.")])
+    summary = summarize(DOC, model=model, length="short", trace=False)
+    assert [p.text for p in summary.points] == ["Ask a question; answers cite their sources."]
+
+
 def test_long_inputs_report_progress_and_prose_style_joins_points() -> None:
     text = "\n\n".join(f"# Part {i}\n\n" + f"Sentence {i} is here. " * 20 for i in range(5))
     model = ScriptedModel(default=points("A point."))

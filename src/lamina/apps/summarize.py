@@ -262,8 +262,9 @@ def _reduce(
             origins = [o for n in dict.fromkeys(chosen) for o in batch[n - 1].origins]
             if not origins:  # a model-caused gap: link to the whole batch's sections
                 origins = [o for p in batch for o in p.origins]
-            text = _clean(str(entry["text"])) or str(entry["text"]).strip()
-            combined.append(_Point(text, list(dict.fromkeys(origins))))
+            text = _clean(str(entry["text"]))
+            if text:
+                combined.append(_Point(text, list(dict.fromkeys(origins))))
     return combined if combined else points
 
 
@@ -286,7 +287,23 @@ def _clean(text: str, title: str = "") -> str:
         parts.pop(0)
     if len(parts) == 1 and parts[0].strip() in known:
         return ""  # a heading, not a point
-    return _MARKER.sub("", " > ".join(parts).strip())
+    text = _MARKER.sub("", " > ".join(parts).strip())
+    return text if _sentence_like(text) else ""
+
+
+def _sentence_like(text: str) -> bool:
+    """Whether a point reads as a statement rather than a small model's loop: a word of
+    letters, and (from four words on) no word repeated more often than every other one.
+
+    >>> _sentence_like("LoRA trains two small matrices."), _sentence_like("1. 1. 1. 1. 1. 1.")
+    (True, False)
+    >>> _sentence_like("GGUF format > Loss > GGUF format > GGUF format > GGUF format")
+    False
+    """
+    words = text.lower().split()
+    if not any(sum(c.isalpha() for c in w) >= 2 for w in words):
+        return False
+    return len(words) < 4 or len(set(words)) * 2 >= len(words)
 
 
 def _dedupe(points: list[_Point]) -> list[_Point]:

@@ -223,3 +223,33 @@ def test_vectors_come_from_the_view_or_the_file(store: SQLiteStore) -> None:
     keys = sorted(store.matching({}))
     assert np.allclose(store.vectors(keys[::-1]), vectors[::-1])
     assert isinstance(store.local, LocalIndexes)
+
+
+def test_a_rebuild_at_the_same_cursor_never_reuses_another_layouts_filter(tmp_path: Path) -> None:
+    # Tenancy rests on the collection filter: after deletes, a full rebuild at the same cursor
+    # lays rows out anew, and a filter mask cached for the old layout let other collections'
+    # chunks through (dense) or failed (sparse).
+    from lamina.testing.stores import EMBEDDER
+
+    store = SQLiteStore(tmp_path / "idx")
+    try:
+        for n in range(30):
+            store.add("odd" if n % 2 else "even", *note(n))
+        store.local.view()
+        store.delete("even", [note(n)[0].document.id for n in range(0, 30, 4)])
+        odd = {"collection": "odd"}
+        query = EMBEDDER.embed_query("vector search")
+        store.search_dense(query, 40, odd)  # caches the mask of the incremental view
+        before = store.local.view()
+        store.local.rebuild_in_background()
+        if store.local._rebuilding is not None:
+            store.local._rebuilding.join()
+        after = store.local.view()
+        assert after.cursor == before.cursor and len(after.keys) < len(before.keys)
+        allowed = store.local.source.matching(odd)
+        dense = store.search_dense(query, 40, odd)
+        sparse = store.search_sparse("vector search", 40, odd)
+        assert dense and all(hit.key in allowed for hit in dense)
+        assert sparse and all(hit.key in allowed for hit in sparse)
+    finally:
+        store.close()

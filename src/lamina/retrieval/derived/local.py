@@ -21,6 +21,7 @@ view a thread is using for a whole hybrid search.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -189,6 +190,9 @@ class ApproximateRows:
 # -- views ---------------------------------------------------------------------------------------
 
 
+_VIEW_SERIALS = itertools.count()
+
+
 @dataclass(frozen=True)
 class View:
     """The indexes at one cursor. Chunk row ``r`` is the chunk ``keys[r]`` of the document row
@@ -202,6 +206,9 @@ class View:
     dense: ExactRows | ApproximateRows
     built: int  # chunk rows at the last full build
     changed: int  # chunk rows added or removed since
+    # Which view this is: a rebuild at the same cursor lays rows out anew, so anything cached
+    # per row (filter masks) is keyed by the view, never by its cursor.
+    serial: int = field(default_factory=lambda: next(_VIEW_SERIALS), init=False, compare=False)
 
     @property
     def live(self) -> int:
@@ -235,7 +242,7 @@ class LocalIndexes:
         self._update = threading.Lock()
         self._rebuilding: threading.Thread | None = None
         self._pinned = threading.local()
-        self._masks: OrderedDict[tuple[str, int, int], Mask] = OrderedDict()
+        self._masks: OrderedDict[tuple[str, int], Mask] = OrderedDict()
         self._masks_lock = threading.Lock()
         self._state = threading.Lock()
         self.closed = False
@@ -485,7 +492,7 @@ class LocalIndexes:
         if not filters:
             return None
         name = json.dumps(filters, sort_keys=True, default=str)
-        cache_key = (name, view.cursor.generation, view.cursor.seq)
+        cache_key = (name, view.serial)
         with self._masks_lock:
             cached = self._masks.get(cache_key)
             if cached is not None:

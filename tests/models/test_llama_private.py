@@ -13,6 +13,15 @@ def test_the_installed_llama_cpp_python_has_every_private_name_we_use() -> None:
     assert llama_private.problems() == []
 
 
+def test_a_missing_private_name_is_reported_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llama_cpp import _internals
+
+    monkeypatch.delattr(_internals.LlamaModel, "n_vocab")
+    found = llama_private.problems()
+    assert "llama_cpp._internals.LlamaModel.n_vocab is missing" in found
+    assert "make install" in found[-1]
+
+
 def test_the_installed_version_is_one_the_adapter_was_checked_against() -> None:
     # Bumping the pin fails here until someone re-reads llama_private.py against the new
     # release and widens TESTED.

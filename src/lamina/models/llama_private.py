@@ -15,6 +15,7 @@ public low-level API and are used directly elsewhere.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 from collections.abc import Callable
@@ -72,8 +73,8 @@ def problems() -> list[str]:
         "llama_cpp._internals.LlamaModel": lambda: llama_cpp._internals.LlamaModel,
         "llama_cpp._internals.LlamaContext": lambda: llama_cpp._internals.LlamaContext,
         "llama_cpp._logger.set_verbose": _set_verbose,
-        "LlamaGrammar._grammar/_root": lambda: (
-            llama_grammar.LlamaGrammar.from_string('root ::= "a"', verbose=False)._grammar
+        "LlamaGrammar._grammar/_root": lambda: grammar_source(
+            llama_grammar.LlamaGrammar.from_string('root ::= "a"', verbose=False)
         ),
     }
     for name, get in needs.items():
@@ -82,7 +83,19 @@ def problems() -> list[str]:
         except (AttributeError, ImportError) as exc:
             found.append(f"{name} is missing ({exc})")
     for cls, methods in (
-        ("LlamaModel", ("tokenize", "detokenize", "token_bos", "add_bos_token")),
+        (
+            "LlamaModel",
+            (
+                "tokenize",
+                "detokenize",
+                "token_bos",
+                "token_eos",
+                "add_bos_token",
+                "token_get_text",
+                "metadata",
+                "n_vocab",
+            ),
+        ),
         ("LlamaContext", ("close",)),
     ):
         owner = getattr(getattr(llama_cpp, "_internals", None), cls, None)
@@ -90,6 +103,23 @@ def problems() -> list[str]:
             f"llama_cpp._internals.{cls}.{name} is missing"
             for name in methods
             if owner is not None and not hasattr(owner, name)
+        ]
+    # Attributes set in __init__ (reading them needs a loaded model): look for the assignment.
+    for owner, attributes in (
+        (getattr(llama_cpp, "Llama", None), ("_model", "_ctx")),
+        (getattr(getattr(llama_cpp, "_internals", None), "LlamaContext", None), ("ctx",)),
+        (getattr(getattr(llama_cpp, "_internals", None), "LlamaModel", None), ("vocab",)),
+    ):
+        if owner is None:
+            continue
+        try:
+            source = inspect.getsource(owner.__init__)
+        except (OSError, TypeError):
+            continue  # no source to read (a frozen install): the runtime use will say
+        found += [
+            f"{owner.__name__}.{name} is no longer set by {owner.__name__}()"
+            for name in attributes
+            if f"self.{name} =" not in source and f"self.{name}:" not in source
         ]
     if found:
         first, last = TESTED

@@ -244,11 +244,12 @@ def run_smolagents(
         model.reset()
         agent = ToolCallingAgent(tools=tools, model=model, max_steps=max_steps, verbosity_level=-1)
         started = time.perf_counter()
+        crashed = None
         try:
             answer: str | None = str(agent.run(task.task))
         except Exception as exc:  # an agent that crashes has no answer; the run goes on
-            answer = None
-            print(f"  smolagents raised {type(exc).__name__}: {exc}", file=sys.stderr)
+            answer, crashed = None, type(exc).__name__
+            print(f"  smolagents raised {crashed}: {exc}", file=sys.stderr)
         steps = agent.memory.steps
         used = [
             c.name
@@ -262,7 +263,11 @@ def run_smolagents(
             kind=task.kind,
             success=succeeded(task, answer, used),
             answer=answer,
-            stop_reason="final_answer" if final else "max_steps",
+            stop_reason=f"error ({crashed})"
+            if crashed
+            else "final_answer"
+            if final
+            else "max_steps",
             model_calls=model.requests,
             tools_used=used,
             calls=model.calls,

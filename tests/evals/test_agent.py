@@ -73,6 +73,11 @@ def test_success_ignores_case_and_thousands_separators() -> None:
     assert succeeded(task, "SEVEN million", [])
     assert not succeeded(task, "700665", ["calculator"])
     assert not succeeded(task, None, []) and not succeeded(task, "", [])
+    # a number inside a longer one, or inside a call id, is not the answer
+    five = AgentTask(id="v", kind="python", task="Vowels in 'encyclopedia'?", expect=["5"])
+    assert succeeded(five, "There are 5 vowels.", ["python"])
+    assert not succeeded(five, "Calling tools: [{'id': 'call_788ecc4b61bb1d1f3754'}]", [])
+    assert not succeeded(five, "15", []) and not succeeded(five, "5.5", [])
     direct = AgentTask(id="d", kind="no-tool", task="Capital of France?", expect=["Paris"])
     assert succeeded(direct, "Paris", [])
     assert not succeeded(direct, "Paris", ["search_documents"])  # it had to answer directly

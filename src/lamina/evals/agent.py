@@ -5,12 +5,12 @@ A suite is JSON lines, one task each (``samples/agent_tasks.jsonl`` has 42)::
     {"id": "arithmetic-01", "kind": "arithmetic", "task": "What is 1234 * 5678?",
      "expect": ["7006652"], "tool": "calculator"}
 
-A task succeeds when the answer contains one of its ``expect`` strings (case and thousands
-separators ignored); a task of kind ``no-tool`` must also call no tool. A tool call is valid
-when it names a tool offered in that request and its arguments parse as JSON and validate
-against that tool's schema (jsonschema); :class:`RecordingModel` checks every call a model
-returns, ``final_answer`` included. ``benchmarks/agents.py`` scores other agents (smolagents)
-with the same functions.
+A task succeeds when the answer contains one of its ``expect`` strings as a whole (not inside
+a longer number or word; case and thousands separators ignored); a task of kind ``no-tool``
+must also call no tool. A tool call is valid when it names a tool offered in that request and
+its arguments parse as JSON and validate against that tool's schema (jsonschema);
+:class:`RecordingModel` checks every call a model returns, ``final_answer`` included.
+``benchmarks/agents.py`` scores other agents (smolagents) with the same functions.
 
 >>> task = AgentTask(id="t", kind="arithmetic", task="2*32000?", expect=["64000"])
 >>> succeeded(task, "It is 64,000.", ["calculator"]), succeeded(task, "64", [])
@@ -47,6 +47,7 @@ __all__ = [
     "Outcome",
     "RecordingModel",
     "call_problem",
+    "contains",
     "evaluate_agent",
     "load_tasks",
     "run_suite",
@@ -128,11 +129,26 @@ def _normal(text: str) -> str:
     return re.sub(r"(?<=\d),(?=\d{3})", "", text).lower()
 
 
+def contains(answer: str, expected: str) -> bool:
+    """Whether ``expected`` occurs in ``answer`` as a whole: not inside a longer number or
+    word, so "5" is not found in "call_78a5", "15" or "5.5" (case and thousands separators
+    ignored).
+
+    >>> contains("The answer is 5.", "5"), contains("call_788ecc5b", "5"), contains("5.5", "5")
+    (True, False, False)
+    >>> contains("It costs 64,000 USD", "64000"), contains("NF4-quantized", "nf4")
+    (True, True)
+    """
+    pattern = rf"(?<![0-9a-z])(?<!\d\.){re.escape(_normal(expected))}(?![0-9a-z])(?!\.\d)"
+    return re.search(pattern, _normal(answer)) is not None
+
+
 def succeeded(task: AgentTask, answer: str | None, tools_used: Sequence[str]) -> bool:
-    """Whether ``answer`` contains an expected string (and, for ``no-tool``, no tool ran)."""
+    """Whether ``answer`` contains an expected string (:func:`contains`) and, for a
+    ``no-tool`` task, no tool ran."""
     if not answer:
         return False
-    found = any(_normal(e) in _normal(answer) for e in task.expect)
+    found = any(contains(answer, e) for e in task.expect)
     if task.kind == "no-tool":
         return found and not tools_used
     return found

@@ -78,6 +78,7 @@ class ScriptedModel(BaseChatModel):
         self._window = context_window
         self._calls = 0
         self._instance = uuid.uuid4().hex
+        self._scripted = bool(self.replies)
 
     @classmethod
     def from_spec(cls, name: str | None, settings: Settings) -> Self:
@@ -92,11 +93,13 @@ class ScriptedModel(BaseChatModel):
 
     def enqueue(self, *replies: Reply) -> None:
         self.replies.extend(replies)
+        self._scripted = self._scripted or bool(replies)
 
     @property
     def cache_identity(self) -> str:
-        # Two scripts answer the same request differently: only this instance's own calls hit.
-        return f"{self.name}#{self._instance}"
+        # Echo and fixed answers are a function of the request; a script is not: two scripts
+        # answer the same request differently, so a scripted instance only hits its own calls.
+        return f"{self.name}#{self._instance}" if self._scripted else self.name
 
     @property
     def context_window(self) -> int:

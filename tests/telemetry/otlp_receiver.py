@@ -1,5 +1,6 @@
 """A real OTLP/HTTP trace receiver for tests: decodes the protobuf export the way a collector
-does (opentelemetry-proto) and appends each span as one JSON line to a file.
+does (opentelemetry-proto) and appends each span as one JSON line to a file: its attributes,
+events, status (code and message) and the headers of the request that carried it.
 
     python otlp_receiver.py OUT.jsonl      # prints the port it listens on (127.0.0.1), then serves
 """
@@ -30,7 +31,7 @@ def value(any_value: AnyValue) -> Any:
     return getattr(any_value, kind) if kind else None
 
 
-def decode(body: bytes) -> list[dict[str, Any]]:
+def decode(body: bytes, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
     request = ExportTraceServiceRequest()
     request.ParseFromString(body)
     spans = []
@@ -45,8 +46,17 @@ def decode(body: bytes) -> list[dict[str, Any]]:
                         "span_id": span.span_id.hex(),
                         "parent_id": span.parent_span_id.hex() or None,
                         "status": span.status.code,
+                        "status_message": span.status.message,
                         "resource": service,
                         "attributes": {kv.key: value(kv.value) for kv in span.attributes},
+                        "events": [
+                            {
+                                "name": event.name,
+                                "attributes": {kv.key: value(kv.value) for kv in event.attributes},
+                            }
+                            for event in span.events
+                        ],
+                        "request_headers": headers or {},
                     }
                 )
     return spans
@@ -63,7 +73,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path != "/v1/traces":
             self.send_error(404)
             return
-        lines = [json.dumps(span) + "\n" for span in decode(body)]
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        lines = [json.dumps(span) + "\n" for span in decode(body, headers)]
         with self.lock, self.out.open("a", encoding="utf-8") as file:
             file.writelines(lines)
         reply = ExportTraceServiceResponse().SerializeToString()

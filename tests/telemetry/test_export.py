@@ -164,6 +164,50 @@ def test_an_agent_run_exports_its_steps_without_their_text(
     assert "What is my secret number?" in local and "6 * 7" in local
 
 
+FAILING_RUN = """
+from lamina.prompts import Step
+from lamina.telemetry import spans
+
+def parse(text):
+    raise ValueError(f"could not parse {text!r}: expected a number")
+
+try:
+    with spans.span("extract.run", "CHAIN"):
+        Step("parse", parse).run("SSN 078-05-1120")
+except ValueError:
+    print("failed")
+"""
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_a_failing_run_exports_only_the_exception_type_without_capture(
+    receiver: tuple[str, Path], tmp_path: Path, capture: bool
+) -> None:
+    endpoint, out = receiver
+    env = {**os.environ, "LAMINA_HOME": str(tmp_path / "home"),
+           "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+           "LAMINA_TELEMETRY__CAPTURE_CONTENT": str(capture).lower()}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", FAILING_RUN], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0 and "failed" in done.stdout, done.stderr
+    spans = wait_for(lambda: received(out))
+    failed = {s["name"]: s for s in spans}
+    assert set(failed) == {"extract.run", "chain.run", "chain.step"}
+    for span in failed.values():  # a span opened by spans.span and two by the chains' tracer
+        assert span["status"] == 2  # STATUS_CODE_ERROR
+        [event] = [e for e in span["events"] if e["name"] == "exception"]
+        assert event["attributes"]["exception.type"] == "ValueError"
+        if capture:  # the message is content: it goes only where content goes
+            assert "078-05-1120" in event["attributes"]["exception.message"]
+            assert "078-05-1120" in span["status_message"]
+        else:
+            assert set(event["attributes"]) == {"exception.type"}
+            assert span["status_message"] == "ValueError"
+    if not capture:
+        assert "078-05-1120" not in json.dumps(spans)
+
+
 def test_a_down_collector_costs_a_warning_not_the_command(tmp_path: Path) -> None:
     env = {
         "LAMINA_HOME": str(tmp_path / "home"),

@@ -173,11 +173,18 @@ class RunSpan:
         return list(hits)
 
     def fail(self, exc: BaseException) -> None:
+        """Mark the span failed. The exception's message and stacktrace are content (a parse
+        error quotes what it parsed): recorded, redacted, only with capture; else the type."""
         if self.otel is not None:
             from opentelemetry.trace import Status, StatusCode
 
-            self.otel.record_exception(exc)
-            self.otel.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:500]))
+            kind = type(exc).__name__
+            if self.capture:
+                self.otel.record_exception(exc, {"exception.message": _text(str(exc))})
+                self.otel.set_status(Status(StatusCode.ERROR, _text(f"{kind}: {exc}")[:500]))
+            else:
+                self.otel.add_event("exception", {"exception.type": kind})
+                self.otel.set_status(Status(StatusCode.ERROR, kind))
 
     @contextmanager
     def current(self) -> Iterator[RunSpan]:

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.trace import Status, StatusCode
 
 from lamina.errors import ConfigError
 from lamina.settings import Settings
@@ -36,6 +37,8 @@ __all__ = [
     "ContentFreeExporter",
     "JsonLinesSpanExporter",
     "content_free",
+    "content_free_events",
+    "content_free_status",
     "make_tracer_provider",
     "otlp_endpoint",
     "read_spans",
@@ -176,9 +179,43 @@ def content_free(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def content_free_events(events: Sequence[Event]) -> list[Event]:
+    """Span events fit to leave the machine without content capture: an exception event keeps
+    only ``exception.type`` (its message and stacktrace can quote content: a parse error
+    quotes the text it could not parse), any other event only its numbers and flags.
+
+    >>> [event] = content_free_events([Event("exception", {"exception.type": "ValueError",
+    ...     "exception.message": "bad 'SSN 078-05-1120'", "exception.escaped": "False"})])
+    >>> dict(event.attributes)
+    {'exception.type': 'ValueError'}
+    """
+    out = []
+    for event in events:
+        attributes = dict(event.attributes or {})
+        if event.name == "exception":
+            kept = {k: v for k, v in attributes.items() if k == "exception.type"}
+        else:
+            kept = {k: v for k, v in content_free(attributes).items() if not isinstance(v, str)}
+        out.append(Event(event.name, kept, event.timestamp))
+    return out
+
+
+def content_free_status(status: Status, events: Sequence[Event]) -> Status:
+    """A span's status without its description's text: an error's description is the
+    exception type name (``ValueError``), from the span's exception event, else nothing."""
+    if status.status_code is not StatusCode.ERROR or not status.description:
+        return status
+    types = [
+        str(event.attributes["exception.type"])
+        for event in events
+        if event.name == "exception" and event.attributes and "exception.type" in event.attributes
+    ]
+    return Status(StatusCode.ERROR, types[-1] if types else None)
+
+
 class ContentFreeExporter(SpanExporter):
-    """Exports spans through ``inner`` with :func:`content_free` attributes: what an OTLP
-    collector receives while ``telemetry.capture_content`` is off."""
+    """Exports spans through ``inner`` with :func:`content_free` attributes, events and status:
+    what an OTLP collector receives while ``telemetry.capture_content`` is off."""
 
     def __init__(self, inner: SpanExporter) -> None:
         self.inner = inner
@@ -192,10 +229,10 @@ class ContentFreeExporter(SpanExporter):
                     parent=s.parent,
                     resource=s.resource,
                     attributes=content_free(s.attributes or {}),
-                    events=s.events,
+                    events=content_free_events(s.events),
                     links=s.links,
                     kind=s.kind,
-                    status=s.status,
+                    status=content_free_status(s.status, s.events),
                     start_time=s.start_time,
                     end_time=s.end_time,
                     instrumentation_scope=s.instrumentation_scope,

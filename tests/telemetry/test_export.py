@@ -208,6 +208,35 @@ def test_a_failing_run_exports_only_the_exception_type_without_capture(
         assert "078-05-1120" not in json.dumps(spans)
 
 
+def test_env_headers_go_only_to_the_env_collector(
+    receiver: tuple[str, Path], tmp_path: Path
+) -> None:
+    endpoint, out = receiver
+    env = {
+        "LAMINA_HOME": str(tmp_path / "home"),
+        # a vendor key meant for the collector the variables name ...
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-vendor-key=vendor-secret-1,authorization=Bearer%20tok",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-traces-key=vendor-secret-2",
+        # ... while the setting sends spans elsewhere: the key must not follow them there
+        "LAMINA_SERVER__OTLP_ENDPOINT": f"{endpoint}/v1/traces",
+    }
+    run = lamina("generate", "hi", "-m", "scripted", env=env)
+    assert run.returncode == 0, run.stderr
+    spans = wait_for(lambda: received(out))
+    headers = by_name(spans, "lamina generate")["request_headers"]
+    assert headers["content-type"] == "application/x-protobuf"
+    assert "vendor-secret" not in json.dumps(headers) and "authorization" not in headers
+    # the same variables with their own endpoint: the headers are the user's, and go
+    env.pop("LAMINA_SERVER__OTLP_ENDPOINT")
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    out.unlink()
+    run = lamina("generate", "hi", "-m", "scripted", env=env)
+    assert run.returncode == 0, run.stderr
+    headers = by_name(wait_for(lambda: received(out)), "lamina generate")["request_headers"]
+    assert headers["x-traces-key"] == "vendor-secret-2"  # the traces variable wins, as specified
+
+
 def test_a_down_collector_costs_a_warning_not_the_command(tmp_path: Path) -> None:
     env = {
         "LAMINA_HOME": str(tmp_path / "home"),

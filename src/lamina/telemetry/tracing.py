@@ -269,10 +269,41 @@ def make_tracer_provider(settings: Settings, *, batch_local: bool = True) -> Tra
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         otlp: SpanExporter = OTLPSpanExporter(endpoint=endpoint)
+        if settings.server.otlp_endpoint:
+            _drop_env_headers(otlp)
         if not settings.telemetry.capture_content:
             otlp = ContentFreeExporter(otlp)
         provider.add_span_processor(BatchSpanProcessor(otlp))
     return provider
+
+
+def _drop_env_headers(exporter: Any) -> None:
+    """Remove the ``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`` headers from an exporter sent to
+    ``server.otlp_endpoint``: they are credentials for the collector the variables name, not
+    for the one the setting names. The exporter merges the variables into its headers whatever
+    ``headers=`` it is given, so they are taken out of its client afterwards (its private
+    ``_client._headers``; tests/telemetry/test_export.py checks the headers on the wire)."""
+    from opentelemetry.exporter.otlp.proto.http import _OTLP_HTTP_HEADERS
+    from opentelemetry.util.re import parse_env_headers
+
+    names = ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+    keys = {
+        k.lower() for n in names for k in parse_env_headers(os.environ.get(n, ""), liberal=True)
+    }
+    if not keys:
+        return
+    headers = getattr(getattr(exporter, "_client", None), "_headers", None)
+    if not isinstance(headers, dict):
+        raise ConfigError(
+            "OTEL_EXPORTER_OTLP_HEADERS is set while server.otlp_endpoint names the collector, "
+            "and this opentelemetry-exporter-otlp-proto-http gives no way to keep those headers "
+            "from it: unset the OTEL_EXPORTER_OTLP_*HEADERS variables, or name the collector "
+            "with OTEL_EXPORTER_OTLP_ENDPOINT instead of the setting."
+        )
+    defaults = {key.lower(): value for key, value in _OTLP_HTTP_HEADERS.items()}
+    for present in [k for k in headers if k.lower() in keys]:
+        del headers[present]
+    headers.update({k: v for k, v in defaults.items() if k in keys})
 
 
 _run_providers: dict[tuple[str, bool, str | None], TracerProvider | None] = {}

@@ -126,3 +126,18 @@ def test_error_messages_are_printed_as_written_not_as_markup() -> None:
     result = CliRunner().invoke(probe, [])
     assert result.exit_code == 1
     assert "error: List them in the [server.models] table; see [1]." in result.output
+
+
+@pytest.mark.parametrize("command", [("generate", "hi"), ("doctor",)])
+def test_an_invalid_setting_is_one_line_naming_it_not_a_traceback(command: tuple[str, ...]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lamina", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200", "LAMINA_LOCAL__N_CTX": "abc"},
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "Invalid setting local.n_ctx (LAMINA_LOCAL__N_CTX)" in result.stderr
+    assert "got 'abc'" in result.stderr

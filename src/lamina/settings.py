@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,6 +36,7 @@ __all__ = [
     "TelemetrySettings",
     "ToolSettings",
     "config_file",
+    "describe_invalid",
     "get_settings",
 ]
 
@@ -412,6 +413,29 @@ class Settings(BaseSettings):
     @property
     def traces_dir(self) -> Path:
         return self.home / "traces"
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """A settings ValidationError as one line per setting: its name, its environment variable,
+    what is wrong and the value given.
+
+    >>> try:
+    ...     Settings(local={"n_ctx": "abc"})
+    ... except ValidationError as exc:
+    ...     print(describe_invalid(exc))
+    Invalid setting local.n_ctx (LAMINA_LOCAL__N_CTX): Input should be a valid integer, \
+unable to parse string as an integer; got 'abc'. Fix it in the environment or lamina.toml.
+    """
+    lines = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"])
+        variable = "LAMINA_" + "__".join(str(part).upper() for part in problem["loc"])
+        given = f"; got {problem['input']!r}" if not isinstance(problem["input"], dict) else ""
+        lines.append(
+            f"Invalid setting {name} ({variable}): {problem['msg']}{given}. Fix it in the "
+            f"environment or lamina.toml."
+        )
+    return "\n".join(lines)
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ from functools import wraps
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -71,6 +72,13 @@ def edge(fn: F) -> F:
         except LaminaError as exc:
             # The message is text, not markup: "[1]" or "[server.models]" must show as written.
             err.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False)
+            raise typer.Exit(1) from None
+        except ValidationError as exc:
+            if exc.title != "Settings":
+                raise
+            from lamina.settings import describe_invalid
+
+            err.print(Text("error: ", style="bold red") + Text(describe_invalid(exc)))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None

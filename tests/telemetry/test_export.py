@@ -237,6 +237,38 @@ def test_env_headers_go_only_to_the_env_collector(
     assert headers["x-traces-key"] == "vendor-secret-2"  # the traces variable wins, as specified
 
 
+def test_a_run_without_capture_after_one_with_it_exports_no_text(
+    receiver: tuple[str, Path], tmp_path: Path
+) -> None:
+    from lamina.agents import Agent
+    from lamina.models.scripted import ScriptedModel, tool_call
+    from lamina.prompts import Step
+    from lamina.prompts.tracing import Tracer
+    from lamina.settings import Settings
+    from lamina.telemetry import spans
+    from lamina.telemetry.tracing import run_provider
+    from lamina.tools import get_tool
+
+    endpoint, out = receiver
+    server = {"otlp_endpoint": f"{endpoint}/v1/traces"}
+    home = tmp_path / "home"  # the same home and collector: only capture differs
+    on = Settings(home=home, server=server, telemetry={"capture_content": True})
+    off = Settings(home=home, server=server)
+    for settings, task in ((on, "an open question"), (off, "my private plan")):
+        model = ScriptedModel([tool_call("final_answer", answer=f"re {task}")], settings=settings)
+        Agent(model, [get_tool("calculator")], settings=settings).run(task)  # agents' tracer
+        tracer = Tracer(settings)
+        Step("echo", str.upper).run(task, tracer=tracer)  # the chains' tracer
+        tracer.flush()
+        with spans.span("mine", "CHAIN", settings=settings, note=task):  # the spans module
+            pass
+        provider = run_provider(settings)
+        assert provider is not None and provider.force_flush()
+    exported = json.dumps(received(out))
+    assert "an open question" in exported and "AN OPEN QUESTION" in exported
+    assert "private" not in exported and "PRIVATE" not in exported
+
+
 def test_a_down_collector_costs_a_warning_not_the_command(tmp_path: Path) -> None:
     env = {
         "LAMINA_HOME": str(tmp_path / "home"),

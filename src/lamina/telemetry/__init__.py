@@ -2,6 +2,7 @@
 
 - :mod:`~lamina.telemetry.spans`: one-line OpenInference spans for every run (CLI, Python API,
   RAG, agents, tuning, evals), in the same store as the server's.
+- :mod:`~lamina.telemetry.tracers`: the step tracer the agents and the chains share.
 - :mod:`~lamina.telemetry.tracing`: OpenTelemetry spans, exported over OTLP/HTTP when an
   endpoint is configured and appended as JSON lines under ``$LAMINA_HOME/traces`` either way.
 - :mod:`~lamina.telemetry.metrics`: Prometheus metrics in a registry of their own (the

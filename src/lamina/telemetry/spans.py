@@ -73,6 +73,7 @@ __all__ = [
     "llm",
     "llm_attributes",
     "openinference",
+    "provider",
     "record_llm",
     "retriever",
     "span",
@@ -91,16 +92,23 @@ _MAX_ITEMS = 64  # messages, documents or texts recorded per span
 _END = object()
 
 
-def _tracer(settings: Settings) -> Any:
-    """The OpenTelemetry tracer for these settings; None when tracing is off or absent."""
+def provider(settings: Settings) -> Any:
+    """The tracer provider every run with these settings shares
+    (:func:`lamina.telemetry.tracing.run_provider`); None when tracing is off
+    (``OTEL_SDK_DISABLED``), absent (no opentelemetry) or has nowhere to send spans."""
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
     try:
         from lamina.telemetry.tracing import run_provider
     except ImportError:  # no opentelemetry installed: the run's own result is the record
         return None
-    provider = run_provider(settings)
-    return None if provider is None else provider.get_tracer("lamina")
+    return run_provider(settings)
+
+
+def _tracer(settings: Settings) -> Any:
+    """The OpenTelemetry tracer for these settings; None when tracing is off or absent."""
+    found = provider(settings)
+    return None if found is None else found.get_tracer("lamina")
 
 
 def _text(value: Any) -> str:

@@ -306,16 +306,19 @@ def _drop_env_headers(exporter: Any) -> None:
     headers.update({k: v for k, v in defaults.items() if k in keys})
 
 
-_run_providers: dict[tuple[str, bool, str | None], TracerProvider | None] = {}
+_run_providers: dict[tuple[str, bool, str | None, bool], TracerProvider | None] = {}
 _run_lock = threading.Lock()
 _KEEP = 8  # providers kept for different settings (tests make one per temporary home)
 
 
 def run_provider(settings: Settings) -> TracerProvider | None:
-    """The provider every run outside the server shares, one per (trace store, endpoint);
-    None when spans would go nowhere (no local store, no collector)."""
+    """The provider every run outside the server shares (spans, agents, chains), one per
+    (trace store, endpoint, content capture): capture decides what its OTLP exporter lets
+    through, so a provider made with capture on must not serve settings with it off. None
+    when spans would go nowhere (no local store, no collector)."""
     endpoint = otlp_endpoint(settings)
-    key = (str(settings.traces_dir), settings.server.local_traces, endpoint)
+    capture = settings.telemetry.capture_content
+    key = (str(settings.traces_dir), settings.server.local_traces, endpoint, capture)
     with _run_lock:
         if key in _run_providers:
             return _run_providers[key]

@@ -148,3 +148,34 @@ def test_lamina_eval_gen_logs_to_an_offline_run_under_lamina_home(tmp_path: Path
     for metric in metrics:
         assert summary[metric] == pytest.approx(printed[metric]), metric
     assert len(history) == len(printed["items"]) == 8
+
+
+def test_lamina_eval_with_wandb_on_and_not_installed_fails_before_the_eval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import lamina.evals.gen as gen
+    from lamina.cli import app
+
+    calls: list[Any] = []
+    real = gen.evaluate_files
+
+    def evaluate_files(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gen, "evaluate_files", evaluate_files)
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
+    report = tmp_path / "report.html"
+    args = ["eval", "gen", "--pred", str(SAMPLES / "pred.jsonl"), "--ref",
+            str(SAMPLES / "ref.jsonl"), "--report", str(report)]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"LAMINA_TELEMETRY__WANDB": "true"})
+    assert result.exit_code == 1, result.output
+    assert "pip install 'lamina[wandb]'" in result.output
+    assert calls == [] and not report.exists()  # nothing was computed only to be lost
+    monkeypatch.delitem(sys.modules, "wandb")
+    # with W&B off the same command runs: the check is only for what is asked
+    result = CliRunner().invoke(app, args, env={"LAMINA_TELEMETRY__WANDB": "false"})
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1 and report.exists()

@@ -21,6 +21,7 @@ from rich.table import Table
 from lamina.cli.app import ModelOpt, app, edge, err, out, progress_bar
 from lamina.errors import InvalidRequestError
 from lamina.telemetry import spans
+from lamina.telemetry.experiments import check as check_experiments
 from lamina.telemetry.experiments import log_eval
 
 eval_app = typer.Typer(
@@ -50,11 +51,14 @@ MaxDropOpt = Annotated[
 
 
 class _Gate:
-    """The regression gate of one command: checked before the run, applied after it."""
+    """The regression gate of one command: checked before the run, applied after it. What
+    else the run's end needs is checked here too: W&B logging (:func:`_finish`), when on."""
 
     def __init__(self, baseline: Path | None, max_drop: list[str] | None) -> None:
         from lamina.evals.run import load_run, parse_drops
 
+        # W&B on but not installed must fail before the eval, not after it (losing its output)
+        check_experiments()
         self.drops = parse_drops(max_drop or [])
         if self.drops and baseline is None:
             raise InvalidRequestError("--max-drop needs --baseline FILE (a saved --json run).")

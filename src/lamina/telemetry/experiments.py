@@ -27,7 +27,7 @@ from typing import Any, Literal, cast
 from lamina.errors import ConfigError, MissingDependencyError
 from lamina.settings import Settings, get_settings
 
-__all__ = ["Experiment", "experiment", "log_eval", "numeric"]
+__all__ = ["Experiment", "check", "experiment", "log_eval", "numeric"]
 
 
 def numeric(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -98,6 +98,27 @@ def _mode(settings: Settings) -> Mode:
     return cast(Mode, mode)
 
 
+def _wandb() -> Any:
+    try:
+        import wandb
+    except ImportError as exc:
+        raise MissingDependencyError("wandb", "wandb") from exc
+    return wandb
+
+
+def check(settings: Settings | None = None) -> None:
+    """Raise now what :func:`experiment` would raise at the end of a run: W&B on but not
+    installed (:class:`MissingDependencyError` with the install command), or a mode Lamina
+    does not use. A command calls it before its work, so none of it is lost to the error.
+
+    >>> check(Settings())  # W&B off: nothing to check
+    """
+    settings = settings or get_settings()
+    if settings.telemetry.wandb:
+        _mode(settings)
+        _wandb()
+
+
 @contextmanager
 def experiment(
     kind: str,
@@ -117,10 +138,7 @@ def experiment(
     if mode != "online":
         # wandb reports its own errors to Sentry unless told not to: a network call.
         os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
-    try:
-        import wandb
-    except ImportError as exc:
-        raise MissingDependencyError("wandb", "wandb") from exc
+    wandb = _wandb()
     directory = settings.telemetry.wandb_dir or settings.home / "wandb"
     directory.mkdir(parents=True, exist_ok=True)
     offline = mode != "online"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -110,6 +111,7 @@ def test_an_eval_run_is_logged_offline_with_its_metrics(
 ) -> None:
     pytest.importorskip("wandb")
     monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_ERROR_REPORTING", raising=False)
     settings = Settings(home=tmp_path / "home", telemetry={"wandb": True})
     run = EvalRun(
         kind="gen",
@@ -118,6 +120,7 @@ def test_an_eval_run_is_logged_offline_with_its_metrics(
         meta=RunMeta(inputs={"pred": "p.jsonl"}, trace_id="ab" * 16),
     )
     folder = log_eval(run, settings=settings)
+    assert "WANDB_ERROR_REPORTING" not in os.environ  # set for the run only, then restored
     assert folder is not None and folder.parent == tmp_path / "home" / "wandb" / "wandb"
     assert folder.name.startswith("offline-run-")  # offline: nothing was sent
     history, summary, config = logged(folder, 2, ("bleu", "f1", "n", "by_length/short"))
@@ -148,6 +151,47 @@ def test_lamina_eval_gen_logs_to_an_offline_run_under_lamina_home(tmp_path: Path
     for metric in metrics:
         assert summary[metric] == pytest.approx(printed[metric]), metric
     assert len(history) == len(printed["items"]) == 8
+
+
+def _isolated(argv: list[str]) -> list[str]:
+    """``argv`` under strace (every process, each connect/sendto/sendmsg logged) in a network
+    namespace with loopback only; skips the test when this machine allows neither."""
+    if not shutil.which("strace") or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs strace, unshare and ip (util-linux, iproute2) to watch the network")
+    unshare = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "-r", "--net"]
+    probe = [*unshare, "strace", "-f", "-qq", "-o", os.devnull, "true"]
+    if subprocess.run(probe, capture_output=True).returncode != 0:
+        pytest.skip("this machine allows no network namespace or no ptrace (strace)")
+    return [*unshare, "sh", "-c", 'ip link set lo up && exec "$@"', "sh", "strace", "-f",
+            "-qq", "-e", "trace=connect,sendto,sendmsg", "-e", "signal=none", *argv]  # fmt: skip
+
+
+@pytest.mark.integration
+def test_an_offline_eval_run_makes_no_network_connection_from_any_process(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("wandb")
+    home, log = tmp_path / "home", tmp_path / "syscalls.txt"
+    env = {**os.environ, "LAMINA_HOME": str(home), "LAMINA_TELEMETRY__WANDB": "true"}
+    for name in ("WANDB_MODE", "WANDB_ERROR_REPORTING"):
+        env.pop(name, None)
+    pred, ref = SAMPLES / "pred.jsonl", SAMPLES / "ref.jsonl"
+    argv = [sys.executable, "-m", "lamina", "eval", "gen", "--pred", str(pred), "--ref", str(ref),
+            "--json"]  # fmt: skip
+    command = _isolated(argv)
+    command.insert(command.index("-f") + 1, f"-o{log}")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["n"] == 8
+    [folder] = (home / "wandb" / "wandb").glob("offline-run-*")
+    assert list(folder.glob("run-*.wandb"))
+    calls = log.read_text().splitlines()
+    # wandb-core (a child process, followed by strace -f) did talk to this process ...
+    assert any("connect(" in c and "AF_UNIX" in c for c in calls)
+    # ... and nothing tried any address but loopback (a DNS lookup would be a connect to :53)
+    outside = [c for c in calls if "AF_INET" in c and not any(
+        lo in c for lo in ('inet_addr("127.', 'inet_pton(AF_INET6, "::1"'))]  # fmt: skip
+    assert outside == [], outside[:5]
 
 
 def test_lamina_eval_with_wandb_on_and_not_installed_fails_before_the_eval(

@@ -7,7 +7,9 @@ the final numbers as its summary. The mode is ``telemetry.wandb_mode``, else ``$
 else ``offline``: the run is written under ``telemetry.wandb_dir`` (default
 ``$LAMINA_HOME/wandb``) and nothing is sent; ``wandb sync DIR/wandb/offline-run-*`` uploads it
 later if you want it online. In offline mode wandb's error reports, system metrics and cloud
-metadata probes are switched off too, so no network call is made at all.
+metadata probes are switched off too: an offline eval run makes no network connection, from
+this process or wandb's own ``wandb-core`` (checked under strace in a network namespace with
+loopback only, ``tests/telemetry/test_experiments.py``).
 
     >>> with experiment("eval", config={"k": 8}, settings=Settings()) as run:  # off: a no-op
     ...     run.log({"f1": 0.5})
@@ -135,36 +137,52 @@ def experiment(
         yield Experiment()
         return
     mode = _mode(settings)
-    if mode != "online":
-        # wandb reports its own errors to Sentry unless told not to: a network call.
-        os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
     wandb = _wandb()
     directory = settings.telemetry.wandb_dir or settings.home / "wandb"
     directory.mkdir(parents=True, exist_ok=True)
     offline = mode != "online"
-    run = wandb.init(
-        project=settings.telemetry.wandb_project,
-        job_type=kind,
-        name=name,
-        config=dict(config or {}),
-        dir=str(directory),
-        mode=mode,
-        reinit="create_new",
-        settings=wandb.Settings(
-            silent=True,
-            console="off",
-            disable_git=True,
-            x_disable_stats=offline,
-            x_disable_machine_info=offline,
-            x_disable_meta=offline,
-        ),
-    )
-    failed = True
+    with _quiet_reports(offline):
+        run = wandb.init(
+            project=settings.telemetry.wandb_project,
+            job_type=kind,
+            name=name,
+            config=dict(config or {}),
+            dir=str(directory),
+            mode=mode,
+            reinit="create_new",
+            settings=wandb.Settings(
+                silent=True,
+                console="off",
+                disable_git=True,
+                x_disable_stats=offline,
+                x_disable_machine_info=offline,
+                x_disable_meta=offline,
+            ),
+        )
+        failed = True
+        try:
+            yield Experiment(run)
+            failed = False
+        finally:
+            run.finish(exit_code=1 if failed else 0)
+
+
+@contextmanager
+def _quiet_reports(offline: bool) -> Iterator[None]:
+    """``WANDB_ERROR_REPORTING=false`` for the duration of an offline run, unless the user set
+    it: wandb reports its own errors (Sentry) otherwise, a network call. wandb has no setting
+    for it, only this variable, which its service process reads when ``wandb.init`` starts it;
+    so it is set around the run and restored after, not left in the process environment.
+    (That service lives on for the process: an offline run after an online one in the same
+    process reuses a service started with reports on.)"""
+    if not offline or "WANDB_ERROR_REPORTING" in os.environ:
+        yield
+        return
+    os.environ["WANDB_ERROR_REPORTING"] = "false"
     try:
-        yield Experiment(run)
-        failed = False
+        yield
     finally:
-        run.finish(exit_code=1 if failed else 0)
+        os.environ.pop("WANDB_ERROR_REPORTING", None)
 
 
 def log_eval(run: Any, *, settings: Settings | None = None) -> Path | None:

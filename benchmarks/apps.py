@@ -19,9 +19,10 @@ examples from the other half of the set (two folds: items alternate between them
 item is ever its own example. The LLM methods run calibrated (see
 :mod:`lamina.apps.classify`); the uncalibrated label is read from the same result, so each
 gets two rows from one set of calls. ``--limit N`` has the LLM methods classify N items
-(balanced over the labels; kNN always takes all). Summaries: ``summarize(length="short", style="prose")`` of each
-document against its reference, ROUGE-1/2/L F (``rouge-score`` with the stemmer, as
-``lamina eval gen`` computes it), beside the lead-3 baseline (the first three sentences).
+(balanced over the labels; kNN always takes all). Summaries:
+``summarize(length="short", style="prose")`` of each document against its reference,
+ROUGE-1/2/L F (``rouge-score`` with the stemmer, as ``lamina eval gen`` computes it), beside
+the lead-3 baseline (the first three sentences).
 
     python benchmarks/apps.py [--limit N] [--skip-summaries] [--model local] [--json out.json]
 """

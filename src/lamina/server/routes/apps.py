@@ -297,30 +297,18 @@ async def email_reply(
 ) -> Any:
     from lamina.apps import reply
 
-    library = library_of(request)
-    index = (
-        await _documents(library, request, body.collection, "take facts from")
-        if body.use_documents
-        else None
-    )
-    served = _served(state, request, body.model)
-    began = time.perf_counter()
-    result = await _run(
-        state,
-        served.admission,
-        lambda _: reply(
+    def write(model: Any, index: Any) -> Any:
+        return reply(
             body.email,
-            model=served.model,
+            model=model,
             tone=body.tone,
             length=body.length,
             instructions=body.instructions,
             index=index,
             signature=body.signature,
-        ),
-        "writing",
-    )
-    _account(state, key, served, result.usage, began)
-    return _email(result, library, served.id)
+        )
+
+    return await _write_email(body, request, state, key, write)
 
 
 @router.post(
@@ -337,6 +325,29 @@ async def email_draft(
 ) -> Any:
     from lamina.apps import draft
 
+    def write(model: Any, index: Any) -> Any:
+        return draft(
+            body.brief,
+            to=body.to,
+            model=model,
+            tone=body.tone,
+            length=body.length,
+            index=index,
+            signature=body.signature,
+        )
+
+    return await _write_email(body, request, state, key, write)
+
+
+async def _write_email(
+    body: ReplyRequest | DraftRequest,
+    request: Request,
+    state: ServerState,
+    key: str,
+    write: Callable[[Any, Any], Any],
+) -> Any:
+    """What both email routes do around ``write(model, index)``: the caller's documents when
+    asked for, the served model, an admission slot, the key's usage, the response."""
     library = library_of(request)
     index = (
         await _documents(library, request, body.collection, "take facts from")
@@ -345,20 +356,7 @@ async def email_draft(
     )
     served = _served(state, request, body.model)
     began = time.perf_counter()
-    result = await _run(
-        state,
-        served.admission,
-        lambda _: draft(
-            body.brief,
-            to=body.to,
-            model=served.model,
-            tone=body.tone,
-            length=body.length,
-            index=index,
-            signature=body.signature,
-        ),
-        "writing",
-    )
+    result = await _run(state, served.admission, lambda _: write(served.model, index), "writing")
     _account(state, key, served, result.usage, began)
     return _email(result, library, served.id)
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from lamina.apps.classify import MAX_LABEL_CHARS, MAX_LABELS
-from lamina.server.wire import UsageOut, _In, _Out
+from lamina.server.wire import CitationOut, UsageOut, _In, _Out
 
 __all__ = [
     "ClassifyRequest",
@@ -174,17 +174,6 @@ class DraftRequest(_EmailOptions):
     to: str = Field("", max_length=200)
 
 
-class CitationOut(_Out):
-    n: int
-    source: str
-    page: int | None
-    start: int
-    end: int
-    quote: str
-    verified: bool
-    document_id: str
-
-
 class FactOut(_Out):
     n: int
     question: str
@@ -218,22 +207,11 @@ class FindingOut(_Out):
     sources: list[int]
 
 
-class ReportSourceOut(_Out):
-    n: int
-    source: str
-    page: int | None
-    start: int
-    end: int
-    quote: str
-    verified: bool
-    document_id: str
-
-
 class ResearchResponse(_Out):
     question: str
     findings: list[FindingOut]
     open_questions: list[str]
-    sources: list[ReportSourceOut]
+    sources: list[CitationOut]
     usage: UsageOut
     trace_id: str | None
     model: str

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,31 @@ def test_a_slow_model_times_out_and_its_slot_is_freed_when_the_work_ends(
     again = server.post("/v1/apps/classify", json={**body, "text": "Lunch today?"})  # uncached
     assert again.status_code == 504, again.text  # admitted and ran, not refused
     assert server.post("/v1/apps/classify", json=APPS[1][1]).status_code == 200  # others unaffected
+
+
+def test_the_wait_for_a_slot_counts_against_the_request_deadline(tmp_path: Path) -> None:
+    settings = Settings(
+        home=tmp_path / "home",
+        model="scripted",
+        cache=False,
+        max_retries=0,
+        server=ServerSettings(request_timeout_s=0.5, concurrency=1, queue_size=1),
+    )
+    app = create_app(settings, models={"lamina": ScriptedModel([slow] * 5)}, warm_up=False)
+    body = {**APPS[1][1]}
+    with (
+        LiveServer(app) as live,
+        httpx.Client(base_url=live.url, timeout=30) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        first = pool.submit(client.post, "/v1/apps/classify", json=body)  # holds the slot
+        time.sleep(0.2)
+        began = time.monotonic()
+        queued = client.post("/v1/apps/classify", json={**body, "text": "Tea?"})
+        waited = time.monotonic() - began
+        first.result()
+    refused(queued, 504, "waiting in the queue")
+    assert waited < 1.2  # not the 1.5 s the slot stays busy
 
 
 def test_replies_that_never_validate_are_a_422_naming_the_problem(server: httpx.Client) -> None:

@@ -77,7 +77,14 @@ async def _run(
     The slot is released when the thread ends, not when the deadline passes: a model call
     cannot be interrupted, and the gate must count the work that is really running.
     """
-    await gate.acquire()
+    timeout = state.settings.server.request_timeout_s
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout  # the wait for a slot counts, as on the chat routes
+    try:
+        async with asyncio.timeout_at(deadline):
+            await gate.acquire()
+    except TimeoutError:
+        raise RequestTimeout(timeout, "waiting in the queue") from None
     cancelled = threading.Event()
     future = asyncio.ensure_future(asyncio.to_thread(work, cancelled))
 
@@ -87,9 +94,8 @@ async def _run(
             finished.exception()  # retrieved: an error after the deadline has no one to tell
 
     future.add_done_callback(done)
-    timeout = state.settings.server.request_timeout_s
     try:
-        return await asyncio.wait_for(asyncio.shield(future), timeout)
+        return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - loop.time()))
     except TimeoutError:
         cancelled.set()
         raise RequestTimeout(timeout, stage) from None

@@ -34,31 +34,10 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 from lamina.settings import Settings, get_settings
 from lamina.types import ChatOptions, Completion, Message, Usage
-
-
-class _Embedder(Protocol):
-    """``lamina.models.embeddings.base.Embedder``, restated: telemetry is the lowest layer and
-    imports nothing above it."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def dimension(self) -> int: ...
-
-    @property
-    def max_tokens(self) -> int: ...
-
-    def count_tokens(self, text: str) -> int: ...
-
-    def embed_documents(self, texts: Sequence[str]) -> Any: ...
-
-    def embed_query(self, text: str) -> Any: ...
-
 
 __all__ = [
     "KIND",
@@ -518,7 +497,8 @@ class TracedEmbedder:
     True
     """
 
-    def __init__(self, inner: _Embedder, settings: Settings | None = None) -> None:
+    def __init__(self, inner: Any, settings: Settings | None = None) -> None:
+        # Any Embedder (lamina.models.embeddings.base); telemetry imports nothing above it.
         self.inner = inner
         self.settings = settings
 
@@ -527,18 +507,18 @@ class TracedEmbedder:
 
     @property
     def name(self) -> str:
-        return self.inner.name
+        return str(self.inner.name)
 
     @property
     def dimension(self) -> int:
-        return self.inner.dimension
+        return int(self.inner.dimension)
 
     @property
     def max_tokens(self) -> int:
-        return self.inner.max_tokens
+        return int(self.inner.max_tokens)
 
     def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
+        return int(self.inner.count_tokens(text))
 
     def embed_documents(self, texts: Sequence[str]) -> Any:
         with embedding(self.name, texts, settings=self.settings, name="embed.documents"):

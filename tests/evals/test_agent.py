@@ -169,6 +169,17 @@ def test_the_report_of_an_agent_run(tmp_path: Path) -> None:
     assert "four" in html and "success" in html
 
 
+def test_evaluate_agent_takes_the_per_task_timeout_from_the_settings(tmp_path: Path) -> None:
+    from lamina.evals.agent import evaluate_agent
+    from lamina.settings import AgentSettings, Settings
+
+    settings = Settings(home=tmp_path, agents=AgentSettings(timeout_s=42.0))
+    model = ScriptedModel([tool_call("final_answer", answer="4")], settings=settings)
+    tasks = [AgentTask(id="four", kind="arithmetic", task="2 + 2?", expect=["4"])]
+    run = evaluate_agent(tasks, model, get_tools(["calculator"]), settings=settings)
+    assert run.meta.settings["timeout_s"] == 42.0
+
+
 def test_cli_json_report_and_gate(tmp_path: Path) -> None:
     # the scripted model echoes the task, so a task that holds its expected answer succeeds
     tasks = _write(

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lamina.errors import InvalidRequestError
 from lamina.evals.run import EvalRun, RunMeta
 from lamina.models.base import ChatModel, Prompt
-from lamina.settings import Settings
+from lamina.settings import Settings, get_settings
 from lamina.tools import Tool
 from lamina.types import ChatOptions, Completion, Delta
 
@@ -357,16 +357,27 @@ def evaluate_agent(
     settings: Settings | None = None,
     answer: Literal["tool", "text"] = "tool",
     max_steps: int = 8,
+    timeout_s: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalRun:
-    """Run and score a suite: the :class:`EvalRun` ``lamina eval agent`` prints."""
+    """Run and score a suite: the :class:`EvalRun` ``lamina eval agent`` prints. Each task
+    gets ``timeout_s`` of wall clock (default: the ``agents.timeout_s`` setting)."""
+    if timeout_s is None:
+        timeout_s = (settings or get_settings()).agents.timeout_s
 
     def step(done: int, total: int, outcome: Outcome) -> None:
         if progress is not None:
             progress(done, total)
 
     outcomes = run_suite(
-        tasks, model, tools, settings=settings, answer=answer, max_steps=max_steps, progress=step
+        tasks,
+        model,
+        tools,
+        settings=settings,
+        answer=answer,
+        max_steps=max_steps,
+        timeout_s=timeout_s,
+        progress=step,
     )
     meta = RunMeta(
         settings={
@@ -374,6 +385,7 @@ def evaluate_agent(
             "tools": [t.name for t in tools],
             "answer": answer,
             "max_steps": max_steps,
+            "timeout_s": timeout_s,
         }
     )
     return to_run(outcomes, meta)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from lamina.server.jobs import Job
-from lamina.server.schemas import lone_surrogate
+from lamina.server.schemas import _Request
 
 __all__ = [
     "AgentRequest",
@@ -35,19 +35,10 @@ __all__ = [
 Question = Annotated[str, Field(min_length=1, max_length=4000)]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class _In(_Request):
+    """A request body of Lamina's own routes: the OpenAI routes' checks, no unknown fields."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _valid_unicode(cls, data: Any) -> Any:
-        where = lone_surrogate(data)
-        if where is not None:
-            raise ValueError(
-                f"a string holds a lone UTF-16 surrogate ({where}), which is not valid "
-                f"Unicode; send the character's full surrogate pair or its UTF-8 form"
-            )
-        return data
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _Out(BaseModel):
